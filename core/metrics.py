@@ -1,0 +1,274 @@
+"""Evaluation: classification metrics, melanoma operating points, predictions files.
+
+Every figure in metrics.json is a function of predictions_val.csv and
+predictions_test.csv: `evaluate_run(read_predictions(val)[2], read_predictions(test)[2])`
+recomputes it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    log_loss,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
+
+from core.labels import CLASS_INDEX, CLASSES, MEL, NUM_CLASSES, PROB_COLUMNS
+
+LABELS = list(range(NUM_CLASSES))
+PREDICTION_COLUMNS = ("image_id", "dx", *PROB_COLUMNS)
+TARGET_RECALLS = (0.85, 0.90, 0.95)
+
+
+# ---------------------------------------------------------------- classification
+
+
+def classification_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict:
+    """Accuracy, balanced accuracy, macro-F1, per-class P/R/F1, confusion, AUCs, NLL.
+
+    The prediction is the argmax class. Per-class figures and macro-F1 cover all
+    seven classes: a class absent from both `y_true` and the predictions scores
+    F1 = 0 (zero_division=0), so macro-F1 is always the mean of the seven per-class
+    F1 values. `macro_auc` averages one-vs-rest AUC over the classes present in
+    `y_true` (absent classes are skipped: their AUC is undefined), None if there
+    are none; `mel_auc` is None unless `y_true` holds melanomas and others.
+    """
+    y_true = np.asarray(y_true, dtype=int)
+    probs = np.asarray(probs, dtype=float)
+    y_pred = probs.argmax(axis=1)
+
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=LABELS, zero_division=0
+    )
+    per_class = {
+        name: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(CLASSES)
+    }
+    aucs = [_binary_auc(y_true == c, probs[:, c]) for c in LABELS]
+    present = [a for a in aucs if a is not None]
+    return {
+        "n": len(y_true),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        # Recall averaged over the classes present in y_true (sklearn's definition).
+        "balanced_accuracy": float(_balanced_accuracy(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=LABELS, average="macro", zero_division=0)),
+        "mel_auc": aucs[MEL],
+        "macro_auc": float(np.mean(present)) if present else None,
+        # Renormalised: float32 softmax rows read back from CSV miss 1 by ~1e-7,
+        # which log_loss warns about.
+        "nll": float(log_loss(y_true, probs / probs.sum(axis=1, keepdims=True), labels=LABELS)),
+        "per_class": per_class,
+        "confusion": confusion_matrix(y_true, y_pred, labels=LABELS).tolist(),
+    }
+
+
+def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    with warnings.catch_warnings():
+        # Predicting a class that is absent from y_true is expected on small sets.
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        return balanced_accuracy_score(y_true, y_pred)
+
+
+def _binary_auc(is_pos: np.ndarray, score: np.ndarray) -> float | None:
+    """One-vs-rest ROC AUC, or None when only one of the two groups is present."""
+    if is_pos.all() or not is_pos.any():
+        return None
+    return float(roc_auc_score(is_pos, score))
+
+
+# ---------------------------------------------------------------- model selection
+
+# Selection names used by the configs (and history.csv columns) -> reader of
+# classification_metrics output.
+SELECTION_METRICS = {
+    "val_acc": lambda m: m["accuracy"],
+    "val_macro_f1": lambda m: m["macro_f1"],
+    "val_mel_recall": lambda m: m["per_class"]["mel"]["recall"],
+}
+
+
+def selection_key(metrics: dict, val_loss: float, name: str) -> tuple[float, float]:
+    """Key to maximise when picking the checkpoint: the metric, then the lower val loss."""
+    return (SELECTION_METRICS[name](metrics), -val_loss)
+
+
+# ---------------------------------------------------------------- melanoma threshold
+
+
+def threshold_curve(is_mel: np.ndarray, p_mel: np.ndarray) -> pd.DataFrame:
+    """Precision, recall, specificity and counts at every distinct score, ascending.
+
+    A sample is predicted melanoma when `p_mel >= threshold`. Ratios with a zero
+    denominator (recall without melanomas, specificity without non-melanomas) are NaN.
+    """
+    is_mel = np.asarray(is_mel, dtype=bool)
+    p_mel = np.asarray(p_mel, dtype=float)
+    thresholds = np.unique(p_mel)
+    # Count scores >= t in each group: n minus the number strictly below t.
+    pos = np.sort(p_mel[is_mel])
+    neg = np.sort(p_mel[~is_mel])
+    tp = len(pos) - np.searchsorted(pos, thresholds, side="left")
+    fp = len(neg) - np.searchsorted(neg, thresholds, side="left")
+    fn = len(pos) - tp
+    tn = len(neg) - fp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return pd.DataFrame(
+            {
+                "threshold": thresholds,
+                "precision": tp / (tp + fp),
+                "recall": tp / len(pos),
+                "specificity": tn / len(neg),
+                "tp": tp,
+                "fp": fp,
+                "tn": tn,
+                "fn": fn,
+            }
+        )
+
+
+def choose_threshold(is_mel: np.ndarray, p_mel: np.ndarray, min_recall: float) -> float:
+    """The largest threshold whose melanoma recall is at least `min_recall`."""
+    if not np.asarray(is_mel, dtype=bool).any():
+        raise ValueError("cannot choose a melanoma threshold: the set has no melanoma")
+    curve = threshold_curve(is_mel, p_mel)
+    # Tolerance so that e.g. 17/20 meets 0.85 whatever the float rounding.
+    qualifying = curve.loc[curve["recall"] >= min_recall - 1e-9, "threshold"]
+    return float(qualifying.max())
+
+
+def at_threshold(is_mel: np.ndarray, p_mel: np.ndarray, t: float) -> dict:
+    """Melanoma-vs-rest figures when predicting melanoma for `p_mel >= t`.
+
+    Undefined ratios (zero denominator) are None.
+    """
+    is_mel = np.asarray(is_mel, dtype=bool)
+    predicted = np.asarray(p_mel, dtype=float) >= t
+    tn, fp, fn, tp = (int(v) for v in confusion_matrix(is_mel, predicted, labels=[False, True]).ravel())
+    return {
+        "threshold": float(t),
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
+        "specificity": _ratio(tn, tn + fp),
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
+    }
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+def operating_points(
+    val_y: np.ndarray,
+    val_probs: np.ndarray,
+    test_y: np.ndarray,
+    test_probs: np.ndarray,
+    targets: tuple[float, ...] = TARGET_RECALLS,
+) -> dict:
+    """Melanoma operating points for each target recall, in two labelled variants.
+
+    "chosen_on_val": threshold chosen on validation, figures on test (the honest
+    figures), with the validation figures at that threshold under "val".
+    "chosen_on_test": threshold chosen on test itself, as the source study did;
+    it leaks the test labels and is kept only for comparison.
+    """
+    val = np.asarray(val_y) == MEL, np.asarray(val_probs)[:, MEL]
+    test = np.asarray(test_y) == MEL, np.asarray(test_probs)[:, MEL]
+    on_val, on_test = [], []
+    for target in targets:
+        row = _operating_point(target, chosen_on=val, reported_on=test)
+        row["val"] = None if row["threshold"] is None else at_threshold(*val, row["threshold"])
+        on_val.append(row)
+        on_test.append(_operating_point(target, chosen_on=test, reported_on=test))
+    return {
+        "chosen_on_val": on_val,
+        "chosen_on_test": on_test,
+        "notes": {
+            "chosen_on_val": "threshold chosen on validation, figures on test",
+            "chosen_on_test": "threshold chosen on test: leaks test labels, for comparison only",
+        },
+    }
+
+
+_POINT_KEYS = ("threshold", "precision", "recall", "specificity", "tp", "fp", "tn", "fn")
+
+
+def _operating_point(target: float, chosen_on: tuple, reported_on: tuple) -> dict:
+    """Choose the threshold on one (is_mel, p_mel) pair, report figures on another.
+
+    Without melanoma to choose on, the threshold and every figure are None.
+    """
+    if not chosen_on[0].any():
+        return {"target_recall": target, **dict.fromkeys(_POINT_KEYS)}
+    t = choose_threshold(*chosen_on, target)
+    return {"target_recall": target, **at_threshold(*reported_on, t)}
+
+
+# ---------------------------------------------------------------- predictions files
+
+
+def predictions_frame(image_ids, y_true: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
+    """The predictions_*.csv table: image_id, dx (class name), p_akiec .. p_vasc."""
+    frame = pd.DataFrame(np.asarray(probs, dtype=float), columns=list(PROB_COLUMNS))
+    frame.insert(0, "dx", [CLASSES[i] for i in np.asarray(y_true, dtype=int)])
+    frame.insert(0, "image_id", list(image_ids))
+    return frame
+
+
+def read_predictions(path: str | Path) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Read and validate a predictions file; return (y_true, probs, frame)."""
+    frame = pd.read_csv(path, dtype={"image_id": str})
+    y_true, probs = _validated(frame, str(path))
+    return y_true, probs, frame
+
+
+def _validated(frame: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """(y_true, probs) of a predictions frame, or ValueError saying what is wrong."""
+    missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{source}: missing columns {missing}; expected {list(PREDICTION_COLUMNS)}")
+    if frame.empty:
+        raise ValueError(f"{source}: no rows")
+    unknown = sorted(set(frame["dx"].astype(str)) - set(CLASSES))
+    if unknown:
+        raise ValueError(f"{source}: unknown dx values {unknown}; expected one of {list(CLASSES)}")
+    probs = frame[list(PROB_COLUMNS)].to_numpy(dtype=float)
+    if not np.isfinite(probs).all() or (probs < 0).any() or (probs > 1).any():
+        raise ValueError(f"{source}: probabilities must be finite and in [0, 1]")
+    sums = probs.sum(axis=1)
+    bad = np.flatnonzero(np.abs(sums - 1) > 1e-3)
+    if len(bad):
+        i = bad[0]
+        raise ValueError(
+            f"{source}: probabilities of {len(bad)} rows do not sum to 1 "
+            f"(first: row {i}, image_id {frame['image_id'].iloc[i]!r}, sum {sums[i]:.4f})"
+        )
+    y_true = frame["dx"].map(CLASS_INDEX).to_numpy(dtype=int)
+    return y_true, probs
+
+
+def evaluate_run(pred_val: pd.DataFrame, pred_test: pd.DataFrame) -> dict:
+    """The content of metrics.json, from the validation and test predictions."""
+    val_y, val_probs = _validated(pred_val, "validation predictions")
+    test_y, test_probs = _validated(pred_test, "test predictions")
+    return {
+        "val": classification_metrics(val_y, val_probs),
+        "test": classification_metrics(test_y, test_probs),
+        "mel_operating_points": operating_points(val_y, val_probs, test_y, test_probs),
+    }

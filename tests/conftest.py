@@ -1,0 +1,31 @@
+"""Shared fixtures: the real HAM10000 material (skipped when absent) and a small demo dataset."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(os.environ.get("DERMABLATE_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+HAM = SHARED / "ham10000"
+
+needs_ham = pytest.mark.skipif(
+    not (HAM / "HAM10000_metadata.csv").is_file(),
+    reason=f"real HAM10000 material not found under {HAM} (set DERMABLATE_SHARED to the shared folder)",
+)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Keep image caches of the test run out of the user's ~/.cache."""
+    os.environ["DERMABLATE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """A small synthetic dataset with masks, built once per test session."""
+    from core.data.demo import make_demo_dataset
+
+    root = tmp_path_factory.mktemp("demo")
+    make_demo_dataset(root, n=240, seed=0, masks=True)
+    return root

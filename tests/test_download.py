@@ -1,0 +1,264 @@
+"""HAM10000 download against a local imitation of the Dataverse API (127.0.0.1 only, no internet)."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import socket
+import threading
+import time
+import zipfile
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from PIL import Image
+
+from core.data.download import (
+    HAM10000_DOI,
+    UNPACKED_MARKER,
+    DermablateDownloadError,
+    download,
+    main,
+    unpack_zip,
+)
+from core.data.metadata import read_metadata
+
+pytestmark = pytest.mark.timeout(30)
+
+METADATA_CSV = (
+    b"lesion_id,image_id,dx,dx_type,age,sex,localization,dataset\n"
+    b"HAM_0000001,ISIC_0000001,nv,histo,40,male,back,vidir_modern\n"
+    b"HAM_0000002,ISIC_0000002,mel,histo,55,female,face,rosendahl\n"
+    b"HAM_0000003,ISIC_0000003,bkl,consensus,,unknown,trunk,vienna_dias\n"
+)
+METADATA_TAB = METADATA_CSV.replace(b",", b"\t")  # what an ingested table serves by default
+
+
+def jpeg_bytes(colour: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (6, 4), colour).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+@dataclass
+class FakeFile:
+    id: int
+    filename: str
+    body: bytes  # what /api/access/datafile/{id} serves
+    original: bytes | None = None  # what ?format=original serves, for an ingested table
+    original_name: str | None = None
+    md5: str | None = None  # the record's checksum; by default the md5 of what is downloaded
+
+    def record(self) -> dict:
+        data = {"id": self.id, "filename": self.filename, "filesize": len(self.body), "contentType": "application/zip"}
+        downloaded = self.body
+        if self.original is not None:
+            downloaded = self.original
+            data.update(
+                contentType="text/tab-separated-values", originalFileFormat="text/csv",
+                originalFileName=self.original_name, originalFileSize=len(self.original),
+            )
+        md5 = self.md5 or hashlib.md5(downloaded).hexdigest()
+        # Dataverse records the checksum of an ingested table's saved original.
+        data.update(md5=md5, checksum={"type": "MD5", "value": md5})
+        return {"label": self.filename, "dataFile": data}
+
+
+class FakeDataverse:
+    """Serves a dataset record and its files; records every request; can ignore Range or lose files."""
+
+    def __init__(self, files: list[FakeFile]):
+        self.files = {f.id: f for f in files}
+        self.requests: list[dict] = []
+        self.honor_range = True
+        self.missing: set[int] = set()  # file ids that answer 404
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+    def file_requests(self) -> list[dict]:
+        return [r for r in self.requests if r["path"].startswith("/api/access/datafile/")]
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                url = urlsplit(self.path)
+                query = parse_qs(url.query)
+                server.requests.append({"path": url.path, "query": query, "range": self.headers.get("Range")})
+                if url.path == "/api/datasets/:persistentId/" and query.get("persistentId") == [HAM10000_DOI]:
+                    files = [f.record() for f in server.files.values()]
+                    record = {"status": "OK", "data": {"latestVersion": {"files": files}}}
+                    return self._send(200, json.dumps(record).encode())
+                prefix = "/api/access/datafile/"
+                file = server.files.get(int(url.path[len(prefix):])) if url.path.startswith(prefix) else None
+                if file is None or file.id in server.missing:
+                    return self._send(404, b'{"status":"ERROR","message":"not found"}')
+                body = file.original if query.get("format") == ["original"] and file.original else file.body
+                start = self._range_start()
+                if start is not None and server.honor_range:
+                    headers = {"Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"}
+                    return self._send(206, body[start:], headers)
+                return self._send(200, body)
+
+            def _range_start(self) -> int | None:
+                value = self.headers.get("Range", "")
+                return int(value[len("bytes="):].rstrip("-")) if value.startswith("bytes=") else None
+
+            def _send(self, status: int, body: bytes, headers: dict | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        return Handler
+
+
+PART_1 = {"ISIC_0000001.jpg": jpeg_bytes("red"), "ISIC_0000002.jpg": jpeg_bytes("blue")}
+PART_2 = {"ISIC_0000003.jpg": jpeg_bytes("green")}
+
+
+def dataverse_files() -> list[FakeFile]:
+    return [
+        FakeFile(11, "HAM10000_images_part_1.zip", zip_bytes(PART_1)),
+        FakeFile(12, "HAM10000_images_part_2.zip", zip_bytes(PART_2)),
+        FakeFile(13, "HAM10000_metadata.tab", METADATA_TAB, METADATA_CSV, "HAM10000_metadata.csv"),
+        FakeFile(14, "ISIC2018_Task3_Test_Images.zip", zip_bytes({"ISIC_0034524.jpg": jpeg_bytes("white")})),
+    ]
+
+
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch):
+    """A proxy set in the environment must not intercept requests to 127.0.0.1."""
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
+
+
+@pytest.fixture
+def dataverse():
+    server = FakeDataverse(dataverse_files())
+    yield server
+    server.close()
+
+
+def test_full_download_verifies_and_unpacks(dataverse, tmp_path):
+    paths = download(tmp_path, dataverse.url)
+
+    assert [p.name for p in paths] == [
+        "HAM10000_images_part_1.zip", "HAM10000_images_part_2.zip", "HAM10000_metadata.csv",
+    ]
+    assert (tmp_path / "HAM10000_metadata.csv").read_bytes() == METADATA_CSV
+    assert len(read_metadata(tmp_path / "HAM10000_metadata.csv")) == 3
+    for folder, members in (("HAM10000_images_part_1", PART_1), ("HAM10000_images_part_2", PART_2)):
+        for name, data in members.items():
+            assert (tmp_path / folder / name).read_bytes() == data
+        assert (tmp_path / folder / UNPACKED_MARKER).is_file()
+    assert not list(tmp_path.glob("*.part"))
+    assert not (tmp_path / "ISIC2018_Task3_Test_Images.zip").exists()
+    metadata_request = next(r for r in dataverse.file_requests() if r["path"].endswith("/13"))
+    assert metadata_request["query"] == {"format": ["original"]}
+
+
+@pytest.mark.parametrize("honor_range", [True, False], ids=["range", "server-ignores-range"])
+def test_resume_from_part_file(dataverse, tmp_path, honor_range):
+    dataverse.honor_range = honor_range
+    full = dataverse.files[11].body
+    half = len(full) // 2
+    (tmp_path / "HAM10000_images_part_1.zip.part").write_bytes(full[:half])
+
+    download(tmp_path, dataverse.url, ["HAM10000_images_part_1.zip"])
+
+    assert [r["range"] for r in dataverse.file_requests()] == [f"bytes={half}-"]
+    assert (tmp_path / "HAM10000_images_part_1.zip").read_bytes() == full
+    assert not (tmp_path / "HAM10000_images_part_1.zip.part").exists()
+
+
+def test_checksum_mismatch_removes_the_download(dataverse, tmp_path):
+    dataverse.files[12].md5 = "0" * 32
+
+    with pytest.raises(DermablateDownloadError, match="HAM10000_images_part_2.zip.*checksum mismatch.*removed"):
+        download(tmp_path, dataverse.url, ["HAM10000_images_part_2.zip"])
+
+    assert not (tmp_path / "HAM10000_images_part_2.zip").exists()
+    assert not (tmp_path / "HAM10000_images_part_2.zip.part").exists()
+    assert not (tmp_path / "HAM10000_images_part_2").exists()
+
+
+def test_unreachable_server_fails_fast_with_advice(tmp_path):
+    with socket.socket() as s:  # a port that was just free: nothing listens on it
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+
+    advice = r"cannot reach http://127\.0\.0\.1:\d+: .*by hand from https://doi\.org/10\.7910/DVN/DBW86T"
+    with pytest.raises(DermablateDownloadError, match=advice):
+        download(tmp_path, f"http://127.0.0.1:{port}")
+
+    assert time.monotonic() - started < 5
+
+
+def test_verified_files_are_not_downloaded_again(dataverse, tmp_path):
+    download(tmp_path, dataverse.url)
+    dataverse.requests.clear()
+
+    download(tmp_path, dataverse.url)
+
+    assert dataverse.file_requests() == []
+    assert len(dataverse.requests) == 1  # the listing
+
+
+def test_corrupt_file_on_disk_is_replaced(dataverse, tmp_path):
+    (tmp_path / "HAM10000_metadata.csv").write_bytes(b"not the metadata")
+    download(tmp_path, dataverse.url, ["HAM10000_metadata"])
+    assert (tmp_path / "HAM10000_metadata.csv").read_bytes() == METADATA_CSV
+
+
+def test_http_error_names_file_and_status(dataverse, tmp_path):
+    dataverse.missing.add(12)  # listed in the record, 404 on access
+
+    with pytest.raises(DermablateDownloadError, match="downloading HAM10000_images_part_2.zip failed: HTTP 404"):
+        download(tmp_path, dataverse.url)
+
+
+def test_zip_slip_member_is_refused(tmp_path):
+    for member in ("../evil.txt", "/tmp/evil.txt", "ok/../../evil.txt"):
+        archive = tmp_path / "bad.zip"
+        archive.write_bytes(zip_bytes({"fine.jpg": b"x", member: b"evil"}))
+
+        with pytest.raises(DermablateDownloadError, match="outside"):
+            unpack_zip(archive)
+
+        assert not (tmp_path / "evil.txt").exists()
+        assert not (tmp_path / "bad" / "fine.jpg").exists()
+
+
+def test_cli_list_and_error_exit(dataverse, tmp_path, capsys):
+    assert main(["--list", "--server", dataverse.url]) == 0
+    listing = capsys.readouterr().out
+    assert "ISIC2018_Task3_Test_Images.zip" in listing
+    assert "HAM10000_metadata.tab" in listing and "downloads as HAM10000_metadata.csv" in listing
+
+    assert main(["--dest", str(tmp_path), "--server", dataverse.url, "--files", "nope.zip"]) == 1
+    assert "no file nope.zip" in capsys.readouterr().err
