@@ -48,7 +48,7 @@ def build_model(
     num_classes: int = NUM_CLASSES,
 ) -> nn.Module:
     """A timm `backbone` with dropout `dropout` before a linear head of `num_classes` logits."""
-    _check_backbone(backbone)
+    check_backbone(backbone)
     if pretrained == "none":
         return timm.create_model(backbone, num_classes=num_classes, drop_rate=dropout)
     if pretrained == "imagenet":
@@ -63,7 +63,8 @@ def build_model(
     )
 
 
-def _check_backbone(backbone: str) -> None:
+def check_backbone(backbone: str) -> None:
+    """Raise ValueError naming close matches when timm has no model of this name."""
     if timm.is_model(backbone):
         return
     # Ties broken alphabetically, so 'efficientnet_bo' suggests b0..b4 rather than b8..b4.

@@ -1,0 +1,55 @@
+"""The baseline arm on the real 200x150 HAM10000 images, through core, on this CPU.
+
+    python benchmarks/real_baseline.py [--epochs 3] [--size 128] [--out /tmp/real_baseline]
+
+tf_efficientnet_lite0 with the offline Lite0 ImageNet weights, class-weighted
+cross-entropy, checkpoint chosen on validation macro-F1. Prints the test figures and
+training images/s, then the command for the plain-loop comparison on the same split.
+The images are third-party 200x150 thumbnails: not headline figures.
+"""
+import argparse
+import os
+import platform
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from core.config import load_config  # noqa: E402
+from core.train import fit  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+HAM = REPO.parent / "shared" / "ham10000"
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--out", type=Path, default=Path("/tmp/real_baseline"))
+    args = p.parse_args()
+    root = args.out / "data"
+    root.mkdir(parents=True, exist_ok=True)
+    for name, target in (("HAM10000_metadata.csv", HAM / "HAM10000_metadata.csv"), ("images", HAM / "images_200x150")):
+        if not (root / name).exists():
+            os.symlink(target, root / name)
+    cfg = load_config(REPO / "ablations/configs/baseline.yaml", overrides={
+        "backbone": "tf_efficientnet_lite0", "pretrained": "pypi", "image_size": args.size,
+        "epochs": args.epochs, "num_workers": args.workers})
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {cfg.backbone} @ {cfg.image_size}px, "
+          f"{cfg.epochs} epochs")
+    metrics = fit(cfg, root, args.out / "run")
+    history = pd.read_csv(args.out / "run" / "history.csv")
+    test = metrics["test"]
+    print(f"core test: acc {test['accuracy']:.4f} macro-F1 {test['macro_f1']:.4f} "
+          f"balanced acc {test['balanced_accuracy']:.4f} mel recall {test['per_class']['mel']['recall']:.4f} "
+          f"(epoch {metrics['selected_epoch']}); train img/s per epoch: "
+          f"{', '.join(f'{v:.1f}' for v in history['train_images_per_s'])}")
+    print(f"plain loop: python benchmarks/plain_loop.py --data-root {root} --splits {args.out / 'run' / 'splits.csv'} "
+          f"--epochs {args.epochs} --size {args.size} --workers {args.workers}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Predict with a trained run: probabilities, melanoma operating-point flags, Grad-CAM.
+
+    python -m core.predict --run RUN_DIR IMAGE... [--gradcam OUT_DIR] [--cam-class mel]
+
+Prints one JSON object per image. The flags use the thresholds chosen on validation
+(metrics.json, "chosen_on_val"), never ones chosen on test.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from core.data.cache import resize_square
+from core.data.images import ImageError, ImageRef, load_rgb
+from core.data.transforms import eval_transform, stored_side
+from core.gradcam import compute_cams, overlay
+from core.labels import CLASS_INDEX, CLASSES, MEL
+from core.model import build_model
+
+
+@dataclass
+class TrainedModel:
+    model: torch.nn.Module
+    config: dict
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    synthetic_data: bool
+    # [{"target_recall", "threshold"}] chosen on validation; empty when metrics.json is absent
+    operating_points: list[dict] = field(default_factory=list)
+
+    @property
+    def image_size(self) -> int:
+        return self.config["image_size"]
+
+    def inputs(self, images: list[Image.Image]) -> torch.Tensor:
+        """The exact evaluation pipeline of training: square resize, then eval transform."""
+        side = stored_side(self.image_size, self.config["random_resized_crop"])
+        transform = eval_transform(self.image_size, self.mean, self.std)
+        return torch.stack([transform(torch.from_numpy(resize_square(im, side)).permute(2, 0, 1)) for im in images])
+
+
+def load_run(run_dir: str | Path) -> TrainedModel:
+    """Load best.pt (weights, config, class order) and the validation operating points."""
+    run_dir = Path(run_dir)
+    path = run_dir / "best.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {run_dir} is not a finished run folder")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    if tuple(saved["classes"]) != CLASSES:
+        raise ValueError(f"{path} was trained with classes {saved['classes']}, expected {list(CLASSES)}")
+    cfg = saved["config"]
+    model = build_model(cfg["backbone"], "none", cfg["dropout"])
+    model.load_state_dict(saved["model"])
+    model.eval()
+    points = []
+    metrics_path = run_dir / "metrics.json"
+    if metrics_path.is_file():
+        rows = json.loads(metrics_path.read_text())["mel_operating_points"]["chosen_on_val"]
+        points = [{"target_recall": r["target_recall"], "threshold": r["threshold"]} for r in rows
+                  if r["threshold"] is not None]
+    return TrainedModel(model, cfg, tuple(saved["mean"]), tuple(saved["std"]), saved["synthetic_data"], points)
+
+
+@torch.no_grad()
+def predict_images(trained: TrainedModel, images: list[Image.Image]) -> np.ndarray:
+    """Softmax probabilities (N, 7) in CLASSES order."""
+    return torch.softmax(trained.model(trained.inputs(images)), dim=1).numpy()
+
+
+def mel_flags(trained: TrainedModel, p_mel: float) -> list[dict]:
+    """For each validation operating point: is this P(mel) at or above its threshold?"""
+    return [{**point, "flagged": bool(p_mel >= point["threshold"])} for point in trained.operating_points]
+
+
+def gradcam_overlay(trained: TrainedModel, image: Image.Image, target: int | None = None) -> np.ndarray:
+    """uint8 (S, S, 3) Grad-CAM overlay at the model's input size, for `target` or the predicted class."""
+    cam = compute_cams(trained.model, trained.inputs([image]), None if target is None else [target])[0]
+    rgb = resize_square(image, trained.image_size).astype(np.float32) / 255
+    return overlay(rgb, cam)
+
+
+def describe(trained: TrainedModel, name: str, image: Image.Image, probs: np.ndarray) -> dict:
+    return {
+        "image": name,
+        "probabilities": {c: round(float(p), 6) for c, p in zip(CLASSES, probs)},
+        "predicted": CLASSES[int(probs.argmax())],
+        "p_mel": round(float(probs[MEL]), 6),
+        "mel_operating_points": mel_flags(trained, float(probs[MEL])),
+        "synthetic_training_data": trained.synthetic_data,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.predict", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, required=True, help="a finished run folder (holds best.pt)")
+    parser.add_argument("images", nargs="+", type=Path)
+    parser.add_argument("--gradcam", type=Path, metavar="OUT_DIR", help="also write Grad-CAM overlays here")
+    parser.add_argument("--cam-class", choices=CLASSES, help="class to explain (default: the predicted one)")
+    args = parser.parse_args(argv)
+    try:
+        trained = load_run(args.run)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    status = 0
+    for path in args.images:
+        try:
+            image = load_rgb(ImageRef(path))
+        except ImageError as e:
+            print(json.dumps({"image": str(path), "error": str(e)}))
+            status = 1
+            continue
+        result = describe(trained, str(path), image, predict_images(trained, [image])[0])
+        if args.gradcam:
+            target = CLASS_INDEX[args.cam_class or result["predicted"]]
+            out = args.gradcam / f"{path.stem}_gradcam_{CLASSES[target]}.png"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(gradcam_overlay(trained, image, target)).save(out)
+            result["gradcam"] = str(out)
+        print(json.dumps(result))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

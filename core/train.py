@@ -1,0 +1,378 @@
+"""Train one ablation end to end, in one process or as one rank of a DDP job.
+
+    python -m core.train --config ablations/configs/baseline.yaml --data-root DIR --out RUN_DIR
+
+Writes the results contract of DESIGN.md into RUN_DIR: config.json, history.csv,
+metrics.json, predictions_val.csv, predictions_test.csv, best.pt, splits.csv,
+excluded.csv. Under torch.distributed (Ray Train, torchrun) every rank trains and
+evaluates its shard; rank 0 alone writes.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from core import io
+from core.config import ConfigError, RunConfig, load_config
+from core.cvae import SyntheticImages, add_synthetic
+from core.data.cache import DecodedImages, build_cache
+from core.data.check import cached_check, usable_metadata
+from core.data.dataset import load_dataset
+from core.data.lesions import LesionDataset
+from core.data.metadata import DatasetError
+from core.data.split import attach_split, lesion_split
+from core.data.transforms import eval_transform, stored_side, train_transform
+from core.labels import CLASS_INDEX, CLASSES, NUM_CLASSES
+from core.losses import build_loss, class_weights
+from core.metrics import classification_metrics, evaluate_run, predictions_frame, selection_key
+from core.model import build_model
+from core.sampling import DistributedWeightedSampler
+
+EpochHook = Callable[[int, dict, dict], None]  # (epoch, history row, checkpoint state)
+
+
+@dataclass
+class Data:
+    train: LesionDataset
+    val: LesionDataset
+    test: LesionDataset
+    splits: pd.DataFrame  # image_id, lesion_id, dx, split
+    excluded: pd.DataFrame  # image_id, reason: rows dropped by --skip-bad-images
+    root: Path
+    synthetic: bool
+    fingerprint: str
+    generated: SyntheticImages | None = None  # cVAE images appended to train (cfg.synthetic), else None
+
+    def train_counts(self) -> list[int]:
+        return np.bincount(self.train.labels, minlength=NUM_CLASSES).tolist()
+
+
+def prepare_data(cfg: RunConfig, data_root: str | Path, mean, std) -> Data:
+    """Check the dataset, split it lesion-wise and build the three datasets (train + cVAE images
+    when cfg.synthetic asks for them)."""
+    ds = load_dataset(data_root)
+    report = cached_check(ds, cfg.cache_dir)
+    meta = usable_metadata(ds, report, cfg.skip_bad_images)
+    if cfg.splits_file:
+        splits = attach_split(meta, pd.read_csv(cfg.splits_file, dtype=str))[["image_id", "lesion_id", "dx", "split"]]
+    else:
+        splits = lesion_split(meta, seed=cfg.split_seed)
+    side = stored_side(cfg.image_size, cfg.random_resized_crop)
+    transforms = {
+        "train": train_transform(cfg.image_size, cfg.random_resized_crop, mean, std),
+        "val": eval_transform(cfg.image_size, mean, std),
+        "test": eval_transform(cfg.image_size, mean, std),
+    }
+    parts = {}
+    for split, transform in transforms.items():
+        rows = splits[splits["split"] == split]
+        ids = list(rows["image_id"])
+        images = (build_cache(ds, ids, side, cfg.cache_dir) if cfg.cache
+                  else DecodedImages([ds.images[i] for i in ids], side))
+        parts[split] = LesionDataset(images, rows["dx"].map(CLASS_INDEX).to_numpy(), transform, ids)
+    parts["train"], generated = add_synthetic(cfg, ds, splits, parts["train"], side)
+    # Reaching here with errors means --skip-bad-images dropped them: excluded() lists them.
+    return Data(**parts, splits=splits, excluded=report.excluded(), root=ds.root.resolve(),
+                synthetic=ds.synthetic, fingerprint=ds.fingerprint(), generated=generated)
+
+
+# --------------------------------------------------------------------------- distributed
+
+
+def rank_and_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def make_loaders(cfg: RunConfig, data: Data, device: torch.device) -> tuple[DataLoader, DataLoader, DataLoader]:
+    rank, world = rank_and_world()
+    if cfg.sampler:
+        weights = class_weights(data.train_counts())
+        train_sampler = DistributedWeightedSampler(data.train.labels, weights, world, rank, seed=cfg.seed)
+    else:
+        train_sampler = DistributedSampler(data.train, world, rank, shuffle=True, seed=cfg.seed)
+    common = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
+                  persistent_workers=cfg.num_workers > 0)
+    # A last batch of one image breaks BatchNorm in training mode.
+    drop_last = len(data.train) // world > cfg.batch_size
+    train = DataLoader(data.train, sampler=train_sampler, drop_last=drop_last, **common)
+    # Evaluation shards are padded to equal size; `predict` gathers and de-duplicates by index.
+    val, test = (DataLoader(d, sampler=DistributedSampler(d, world, rank, shuffle=False), **common)
+                 for d in (data.val, data.test))
+    return train, val, test
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+# --------------------------------------------------------------------------- one epoch
+
+
+def train_one_epoch(model, loader, criterion, optimizer, scheduler, scaler, device, amp_dtype, memory_format,
+                    grad_clip, desc: str) -> tuple[float, float]:
+    """One pass over the training loader; returns (mean loss, images per second)."""
+    model.train()
+    total_loss, seen, start = 0.0, 0, time.perf_counter()
+    progress = tqdm(loader, desc=desc, leave=False, disable=rank_and_world()[0] != 0 or None)
+    for images, labels, _ in progress:
+        images = images.to(device, non_blocking=True, memory_format=memory_format)
+        labels = labels.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            loss = criterion(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if grad_clip:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        total_loss += loss.item() * len(labels)
+        seen += len(labels)
+        progress.set_postfix(loss=f"{total_loss / seen:.3f}")
+    stats = torch.tensor([total_loss, seen, time.perf_counter() - start], dtype=torch.float64)
+    if rank_and_world()[1] > 1:
+        dist.all_reduce(stats[:2])  # seconds stay rank-local: ranks run in parallel
+    return float(stats[0] / stats[1]), float(stats[1] / stats[2])
+
+
+@torch.no_grad()
+def predict(model, loader, device, amp_dtype, memory_format=torch.contiguous_format) -> np.ndarray:
+    """Softmax probabilities for every item of the loader's dataset, in dataset order.
+
+    Under DDP each rank predicts its (padded) shard; the shards are gathered and
+    de-duplicated by item index, so the result has exactly len(dataset) rows.
+    """
+    model.eval()
+    indices, probs = [], []
+    for images, _, index in loader:
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            logits = model(images.to(device, non_blocking=True, memory_format=memory_format))
+        probs.append(torch.softmax(logits.float(), dim=1).cpu())
+        indices.append(index)
+    local = (torch.cat(indices).numpy(), torch.cat(probs).numpy())
+    if rank_and_world()[1] > 1:
+        shards = [None] * rank_and_world()[1]
+        dist.all_gather_object(shards, local)
+    else:
+        shards = [local]
+    out = np.full((len(loader.dataset), NUM_CLASSES), np.nan)
+    for index, p in shards:
+        out[index] = p
+    if np.isnan(out).any():
+        raise RuntimeError("some evaluation items were not predicted by any rank")
+    return out
+
+
+def nll(labels: np.ndarray, probs: np.ndarray) -> float:
+    return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean())
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def amp_dtype_for(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
+    if not (cfg.amp and device.type == "cuda"):
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def warmup_cosine(optimizer, warmup_steps: int, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: dict | None = None,
+        device: torch.device | None = None, on_epoch_end: EpochHook | None = None) -> dict:
+    """Train, select the best epoch, evaluate it on val and test, write the run folder.
+
+    `resume` is a checkpoint state from an earlier epoch of this run. `on_epoch_end` is
+    called on every rank after each epoch with the history row and the checkpoint state
+    (Ray reports it); without it rank 0 saves the state as RUN_DIR/last.pt.
+    """
+    out = Path(out_dir)
+    rank, world = rank_and_world()
+    device = device or resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.backbone, cfg.pretrained, cfg.dropout)
+    mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
+    data = prepare_data(cfg, data_root, mean, std)
+    train_loader, val_loader, test_loader = make_loaders(cfg, data, device)
+
+    memory_format = torch.channels_last if device.type == "cuda" and cfg.channels_last else torch.contiguous_format
+    model.to(device, memory_format=memory_format)
+    if world > 1:
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    criterion = build_loss(cfg.loss, data.train_counts(), weighting=cfg.weighting, mel_multiplier=cfg.mel_multiplier,
+                           label_smoothing=cfg.label_smoothing, focal_gamma=cfg.focal_gamma,
+                           cb_beta=cfg.cb_beta).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = len(train_loader)
+    scheduler = warmup_cosine(optimizer, round(cfg.warmup_epochs * steps), cfg.epochs * steps)
+    amp_dtype = amp_dtype_for(cfg, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+
+    state = {"epoch": 0, "history": [], "best": None}
+    if resume:
+        unwrap(model).load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        scaler.load_state_dict(resume["scaler"])
+        state = {k: resume[k] for k in ("epoch", "history", "best")}
+
+    if rank == 0:
+        _write_run_inputs(out, cfg, data)
+    for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+        if _patience_exhausted(cfg, state):
+            break
+        # Seeding from (seed, epoch) makes a resumed run draw what an uninterrupted one would.
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch)
+        train_loader.sampler.set_epoch(epoch)
+        start = time.perf_counter()
+        train_loss, images_per_s = train_one_epoch(model, train_loader, criterion, optimizer, scheduler, scaler,
+                                                   device, amp_dtype, memory_format, cfg.grad_clip,
+                                                   f"epoch {epoch}/{cfg.epochs}")
+        val_probs = predict(model, val_loader, device, amp_dtype, memory_format)
+        val = classification_metrics(data.val.labels, val_probs)
+        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": nll(data.val.labels, val_probs),
+               "val_acc": val["accuracy"], "val_macro_f1": val["macro_f1"],
+               "val_mel_recall": val["per_class"]["mel"]["recall"], "val_balanced_acc": val["balanced_accuracy"],
+               "lr": scheduler.get_last_lr()[0], "train_images_per_s": images_per_s,
+               "seconds": time.perf_counter() - start}
+        key = selection_key(val, row["val_loss"], cfg.select_on)
+        if state["best"] is None or key > tuple(state["best"]["key"]):
+            state["best"] = {"key": list(key), "epoch": epoch,
+                             "model": {k: v.detach().cpu().clone() for k, v in unwrap(model).state_dict().items()}}
+        state["epoch"] = epoch
+        state["history"].append(row)
+        checkpoint = {**state, "history": list(state["history"]), "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "config": cfg.to_dict()}
+        if rank == 0:
+            io.write_csv(out / "history.csv", pd.DataFrame(state["history"]))
+            if on_epoch_end is None:
+                io.atomic_write(out / "last.pt", lambda tmp: torch.save(checkpoint, tmp))
+            print(_epoch_line(row, cfg.select_on), flush=True)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row, checkpoint)
+
+    unwrap(model).load_state_dict(state["best"]["model"])
+    probs = {name: predict(model, loader, device, amp_dtype, memory_format)
+             for name, loader in (("val", val_loader), ("test", test_loader))}
+    if rank != 0:
+        return {}
+    return _write_results(out, cfg, data, unwrap(model), state, probs, world)
+
+
+def _patience_exhausted(cfg: RunConfig, state: dict) -> bool:
+    return bool(cfg.patience and state["best"] and state["epoch"] - state["best"]["epoch"] >= cfg.patience)
+
+
+def _epoch_line(row: dict, select_on: str) -> str:
+    return (f"epoch {row['epoch']}: train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "
+            f"val_acc {row['val_acc']:.4f} val_macro_f1 {row['val_macro_f1']:.4f} "
+            f"val_mel_recall {row['val_mel_recall']:.4f} ({row['train_images_per_s']:.1f} img/s, "
+            f"{row['seconds']:.1f}s; selecting on {select_on})")
+
+
+def _write_run_inputs(out: Path, cfg: RunConfig, data: Data) -> None:
+    io.write_json(out / "config.json", cfg.to_dict())
+    io.write_csv(out / "splits.csv", data.splits)
+    io.write_csv(out / "excluded.csv", data.excluded)
+    if data.generated:
+        data.generated.write_run_files(out)
+
+
+def _write_results(out: Path, cfg: RunConfig, data: Data, model: nn.Module, state: dict, probs: dict,
+                   world: int) -> dict:
+    frames = {name: predictions_frame(getattr(data, name).image_ids, getattr(data, name).labels, p)
+              for name, p in probs.items()}
+    for name, frame in frames.items():
+        io.write_csv(out / f"predictions_{name}.csv", frame)
+    metrics = evaluate_run(frames["val"], frames["test"])
+    metrics.update({
+        "selected_epoch": state["best"]["epoch"],
+        "select_on": cfg.select_on,
+        "epochs_run": state["epoch"],
+        "synthetic_data": data.synthetic,
+        "data_root": str(data.root),
+        "data_fingerprint": data.fingerprint,
+        "train_counts": dict(zip(CLASSES, data.train_counts())),
+        "synthetic_counts": data.generated.counts if data.generated else dict.fromkeys(CLASSES, 0),
+        "excluded_images": len(data.excluded),
+        "world_size": world,
+    })
+    io.write_json(out / "metrics.json", metrics)
+    best = {"model": model.state_dict(), "config": cfg.to_dict(), "classes": list(CLASSES),
+            "mean": list(model.pretrained_cfg["mean"]), "std": list(model.pretrained_cfg["std"]),
+            "epoch": state["best"]["epoch"], "synthetic_data": data.synthetic}
+    io.atomic_write(out / "best.pt", lambda tmp: torch.save(best, tmp))
+    (out / "last.pt").unlink(missing_ok=True)
+    return metrics
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, required=True, help="an ablation YAML (ablations/configs/)")
+    parser.add_argument("--data-root", type=Path, required=True, help="HAM10000-format dataset folder")
+    parser.add_argument("--out", type=Path, required=True, help="run folder to write")
+    parser.add_argument("--profile", choices=["full", "demo", "smoke"], default="full",
+                        help="overrides from ablations/configs/profiles/ (default: the config as written)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys")
+    parser.add_argument("--skip-bad-images", action="store_true", help="drop rows `check` reports as errors")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = list(args.set) + (["skip_bad_images=true"] if args.skip_bad_images else [])
+    try:
+        cfg = load_config(args.config, args.profile, overrides)
+        resume = None
+        if args.resume and (args.out / "last.pt").exists():
+            resume = torch.load(args.out / "last.pt", map_location="cpu", weights_only=False)
+            print(f"resuming {args.out} after epoch {resume['epoch']}")
+        metrics = fit(cfg, args.data_root, args.out, resume=resume)
+    except (ConfigError, DatasetError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    test = metrics["test"]
+    print(f"{cfg.name}: test acc {test['accuracy']:.4f} macro-F1 {test['macro_f1']:.4f} "
+          f"balanced acc {test['balanced_accuracy']:.4f} mel recall {test['per_class']['mel']['recall']:.4f} "
+          f"(epoch {metrics['selected_epoch']} by {cfg.select_on}) -> {args.out}"
+          + ("  [SYNTHETIC demo data]" if metrics["synthetic_data"] else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

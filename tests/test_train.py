@@ -1,0 +1,146 @@
+"""Core training: every arm trains end to end, writes the results contract, resumes exactly."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from core.config import load_config
+from core.metrics import evaluate_run, read_predictions
+from core.predict import load_run, main as predict_cli, predict_images
+from core.train import fit, main as train_cli
+from core.data.images import ImageRef, load_rgb
+from tests.test_config import ARMS, CONFIGS
+
+CONTRACT = ("config.json", "history.csv", "metrics.json", "predictions_val.csv", "predictions_test.csv",
+            "best.pt", "splits.csv", "excluded.csv")
+TIMING = ["seconds", "train_images_per_s"]
+
+
+def smoke(arm: str = "baseline", **overrides):
+    return load_config(CONFIGS / f"{arm}.yaml", "smoke", overrides)
+
+
+@pytest.mark.parametrize("arm", ARMS)
+def test_every_arm_trains_end_to_end_under_smoke(arm, demo_root, tmp_path):
+    out = tmp_path / arm
+    assert train_cli(["--config", str(CONFIGS / f"{arm}.yaml"), "--data-root", str(demo_root),
+                      "--out", str(out), "--profile", "smoke"]) == 0
+    for name in CONTRACT:
+        assert (out / name).is_file(), name
+    assert not (out / "last.pt").exists()
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["name"] == arm and cfg["backbone"] == "test_efficientnet"
+    history = pd.read_csv(out / "history.csv")
+    assert list(history["epoch"]) == [1, 2]
+    assert {"train_loss", "val_loss", "val_acc", "val_macro_f1", "val_mel_recall", "lr", "seconds"} <= set(history)
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    _, _, val = read_predictions(out / "predictions_val.csv")
+    _, _, test = read_predictions(out / "predictions_test.csv")
+    splits = pd.read_csv(out / "splits.csv")
+    assert sorted(val["image_id"]) == sorted(splits.loc[splits["split"] == "val", "image_id"])
+    assert sorted(test["image_id"]) == sorted(splits.loc[splits["split"] == "test", "image_id"])
+    recomputed = evaluate_run(val, test)
+    for key in ("val", "test", "mel_operating_points"):
+        assert json.dumps(recomputed[key], sort_keys=True) == json.dumps(metrics[key], sort_keys=True)
+    assert metrics["synthetic_data"] is True
+    assert metrics["selected_epoch"] in (1, 2) and metrics["select_on"] == cfg["select_on"]
+    best = history.loc[history["epoch"] == metrics["selected_epoch"]].iloc[0]
+    assert np.isclose(best[cfg["select_on"]], history[cfg["select_on"]].max())
+
+
+class Interrupted(Exception):
+    pass
+
+
+def interrupted_after(epoch: int, cfg, data_root, out) -> dict:
+    """Run until `epoch` ends, then crash; return the checkpoint state of that epoch."""
+    saved = {}
+
+    def crash(e, row, checkpoint):
+        if e == epoch:
+            saved.update(checkpoint)
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        fit(cfg, data_root, out, on_epoch_end=crash)
+    return saved
+
+
+def test_runs_are_deterministic_and_resume_exactly(demo_root, tmp_path):
+    cfg = smoke(epochs=3)
+    whole = fit(cfg, demo_root, tmp_path / "whole")
+    checkpoint = interrupted_after(2, cfg, demo_root, tmp_path / "resumed")
+    resumed = fit(cfg, demo_root, tmp_path / "resumed", resume=checkpoint)
+
+    h_whole = pd.read_csv(tmp_path / "whole" / "history.csv").drop(columns=TIMING)
+    h_resumed = pd.read_csv(tmp_path / "resumed" / "history.csv").drop(columns=TIMING)
+    pd.testing.assert_frame_equal(h_whole, h_resumed)
+    assert list(h_resumed["epoch"]) == [1, 2, 3]
+    assert whole["test"] == resumed["test"]
+    for name in ("predictions_val.csv", "predictions_test.csv"):
+        assert (tmp_path / "whole" / name).read_text() == (tmp_path / "resumed" / name).read_text()
+
+
+def test_cli_resume_continues_from_last_checkpoint(demo_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    torch.save(interrupted_after(1, smoke(epochs=2), demo_root, out), out / "last.pt")
+    assert train_cli(["--config", str(CONFIGS / "baseline.yaml"), "--data-root", str(demo_root), "--out", str(out),
+                      "--profile", "smoke", "--resume"]) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert list(pd.read_csv(out / "history.csv")["epoch"]) == [1, 2]
+    assert not (out / "last.pt").exists()
+
+
+def test_patience_stops_early(demo_root, tmp_path):
+    metrics = fit(smoke(epochs=6, patience=1, lr=1e-9, warmup_epochs=0.0), demo_root, tmp_path / "run")
+    assert metrics["epochs_run"] < 6
+
+
+def test_bad_dataset_is_refused_unless_skipping(demo_root, tmp_path, capsys):
+    root = tmp_path / "data"
+    shutil.copytree(demo_root, root)
+    victim = next((root / "HAM10000_images_part_1").glob("*.jpg"))
+    victim.write_bytes(victim.read_bytes()[:200])
+    args = ["--config", str(CONFIGS / "baseline.yaml"), "--data-root", str(root), "--out", str(tmp_path / "run"),
+            "--profile", "smoke", "--set", "epochs=1"]
+    assert train_cli(args) == 2
+    err = capsys.readouterr().err
+    assert victim.stem in err and "--skip-bad-images" in err
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert train_cli(args + ["--skip-bad-images"]) == 0
+    excluded = pd.read_csv(tmp_path / "run" / "excluded.csv")
+    assert list(excluded["image_id"]) == [victim.stem]
+    assert victim.stem not in set(pd.read_csv(tmp_path / "run" / "splits.csv")["image_id"])
+
+
+def test_bad_config_fails_before_training(demo_root, tmp_path, capsys):
+    assert train_cli(["--config", str(CONFIGS / "baseline.yaml"), "--data-root", str(demo_root),
+                      "--out", str(tmp_path / "run"), "--set", "lr=-1"]) == 2
+    assert "lr must be > 0" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_predict_matches_the_run_predictions(demo_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    fit(smoke(epochs=1), demo_root, out)
+    test = pd.read_csv(out / "predictions_test.csv")
+    trained = load_run(out)
+    refs = [ImageRef(next(demo_root.rglob(f"{i}.jpg"))) for i in test["image_id"][:4]]
+    probs = predict_images(trained, [load_rgb(r) for r in refs])
+    assert np.allclose(probs, test.filter(like="p_").to_numpy()[:4], atol=1e-5)
+
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not an image")
+    assert predict_cli(["--run", str(out), str(refs[0].path), str(bad), "--gradcam", str(tmp_path / "cams")]) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines[0]["probabilities"]) == 7 and Path(lines[0]["gradcam"]).is_file()
+    assert {p["target_recall"] for p in lines[0]["mel_operating_points"]} <= {0.85, 0.9, 0.95}
+    assert "not a readable image" in lines[1]["error"]
+    assert predict_cli(["--run", str(tmp_path), str(refs[0].path)]) == 2
