@@ -29,3 +29,12 @@ def demo_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("demo")
     make_demo_dataset(root, n=240, seed=0, masks=True)
     return root
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep(demo_root, tmp_path_factory) -> Path:
+    """RESULTS/smoke: every ablation config trained with the smoke profile on the demo data,
+    plus summary.csv, splits.csv and sweep.json, as a sweep writes them (no Ray)."""
+    from tests.sweep_fixture import build_smoke_sweep
+
+    return build_smoke_sweep(tmp_path_factory.mktemp("results") / "smoke", demo_root)

@@ -1,0 +1,1 @@
+"""The dermablate dashboard (Panel) and report over the results contract; never imports Ray."""

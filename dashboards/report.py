@@ -1,0 +1,216 @@
+"""A sweep's report: report.md and PNG figures reproducing the source study's tables and figures.
+
+    python -m dashboards.report --results RESULTS/SWEEP --out DIR [--gradcam-examples 4]
+
+Table 2: overall test metrics per arm; Table 3: per-class test recall per arm; Table 4:
+melanoma operating points per arm (thresholds chosen on validation, and, labelled as
+leaking, chosen on test). Figures: confusion matrices, training curves, threshold curves,
+Grad-CAM examples, dataset figures. Synthetic data is labelled at the top.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from core import io
+from core.metrics import threshold_curve
+from dashboards import figures
+from dashboards.cams import cam_images, outcome_table, report_examples
+from dashboards.datasets import write_dataset_figures
+from dashboards.reference import STUDY_OPERATING_POINT
+from dashboards.results import Sweep, arm_images, is_sweep, load_history, load_metrics, load_predictions, load_sweep
+from dashboards.tables import VARIANTS, operating_points_by_arm, overall_table, recall_table, study_comparison
+
+SYNTHETIC_BANNER = ("> **SYNTHETIC demo data.** This sweep ran on the built-in synthetic dataset, not HAM10000. "
+                    "No figure in this report is a HAM10000 result or says anything about skin lesions.")
+UNKNOWN_BANNER = "> **Data origin unknown**: neither sweep.json nor any arm says whether the data was synthetic."
+INFO_KEYS = ("profile", "status", "data_root", "data_fingerprint", "split_seed", "git_commit", "started", "finished")
+
+
+def markdown_table(frame: pd.DataFrame, digits: dict[str, int] | None = None) -> str:
+    """A GitHub-flavoured Markdown table; floats with 4 decimals (or `digits[column]`), blanks as '-'."""
+    digits = digits or {}
+
+    def cell(column: str, value) -> str:
+        if pd.isna(value):  # None, NaN, or pd.NA of a nullable integer column
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.{digits.get(column, 4)}f}"
+        return str(value)
+
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(frame[c]) else "---" for c in frame.columns) + "|"
+    rows = ["| " + " | ".join(cell(c, v) for c, v in zip(frame.columns, row)) + " |"
+            for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+class Report:
+    """Collects Markdown lines and writes figures beside them."""
+
+    def __init__(self, sweep: Sweep, out: Path):
+        self.sweep, self.out, self.lines = sweep, out, []
+        (out / "figures").mkdir(parents=True, exist_ok=True)
+
+    def add(self, *blocks: str) -> None:
+        """Paragraphs, lists or tables, each followed by a blank line."""
+        for block in blocks:
+            self.lines += [block, ""]
+
+    def figure(self, fig: Figure, name: str, caption: str) -> None:
+        path = self.out / "figures" / name
+        io.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+        self.add(f"![{caption}](figures/{name})")
+
+    def title(self, text: str) -> str:
+        return figures.titled(text, self.sweep.synthetic)
+
+    def write(self) -> Path:
+        return io.write_text(self.out / "report.md", "\n".join(self.lines))
+
+
+def build_report(sweep_dir: Path, out: Path, gradcam_examples: int = 4) -> Path:
+    """Write out/report.md and out/figures/*.png for the sweep in `sweep_dir`; return report.md."""
+    sweep = load_sweep(sweep_dir)
+    report = Report(sweep, out)
+    metrics = {arm: load_metrics(sweep.arm_dir(arm)) for arm in sweep.arms}
+    _header(report)
+    if not metrics:
+        report.add("The sweep has no arms yet.")
+        return report.write()
+    _tables(report, metrics)
+    for arm in sweep.arms:
+        _arm_figures(report, arm, metrics[arm])
+    _threshold_curves(report, metrics)
+    _gradcam(report, metrics, gradcam_examples)
+    _dataset(report)
+    return report.write()
+
+
+def _header(report: Report) -> None:
+    sweep = report.sweep
+    report.add(f"# dermablate report: sweep `{sweep.name}`")
+    if sweep.synthetic is not False:
+        report.add(SYNTHETIC_BANNER if sweep.synthetic else UNKNOWN_BANNER)
+    report.add("\n".join(f"- **{key}**: `{sweep.info[key]}`" for key in INFO_KEYS if sweep.info.get(key) is not None))
+    counts = sweep.summary["status"].value_counts()
+    if len(counts):
+        report.add("Arms: " + ", ".join(f"{n} {status}" for status, n in counts.items()) + ". Figures are on the "
+                   "test set at each arm's selected checkpoint unless said otherwise.")
+
+
+def _tables(report: Report, metrics: dict[str, dict | None]) -> None:
+    sweep = report.sweep
+    real = sweep.synthetic is False
+    report.add("## Table 2: overall test metrics per arm",
+               "`progress` counts the epochs run; `epoch` is the selected checkpoint's, chosen on the "
+               "validation metric in `selects on`.",
+               markdown_table(overall_table(sweep.summary), {"wall s": 1}))
+    if real:
+        report.add("### Table 2b: beside the source study",
+                   "The `study` columns are the source study's test figures on real HAM10000.",
+                   markdown_table(study_comparison(sweep.summary)))
+    else:
+        report.add("The source study's figures are not shown: they are HAM10000 results and this data is not.")
+    recalls = recall_table(sweep.summary)
+    report.add("## Table 3: test recall per class", markdown_table(recalls))
+    report.figure(figures.recall_heatmap(recalls, report.title("Test recall per class")), "recall_heatmap.png",
+                  "Per-class recall heatmap")
+    report.add("## Table 4: melanoma operating points",
+               f"For each target melanoma recall (0.85, 0.90, 0.95): the largest threshold t on P(mel) that "
+               f"reaches it, and the precision P, recall R and specificity spec at t; {VARIANTS['chosen_on_val']}.",
+               markdown_table(operating_points_by_arm(metrics, "chosen_on_val")),
+               f"### Table 4b: {VARIANTS['chosen_on_test']}",
+               markdown_table(operating_points_by_arm(metrics, "chosen_on_test")))
+    if real:
+        report.add(f"Source study: {STUDY_OPERATING_POINT}.")
+
+
+def _arm_figures(report: Report, arm: str, metrics: dict | None) -> None:
+    arm_dir = report.sweep.arm_dir(arm)
+    status = report.sweep.summary.set_index("arm").loc[arm, "status"]
+    report.add(f"## Arm `{arm}` ({status})")
+    if metrics is not None:
+        report.figure(figures.confusion_figure(metrics["test"]["confusion"],
+                                               report.title(f"{arm}: test confusion matrix")),
+                      f"confusion_{arm}.png", f"{arm} confusion matrix")
+    history = load_history(arm_dir)
+    if history is not None and len(history):
+        selected = metrics["selected_epoch"] if metrics else None
+        report.figure(figures.history_figure(history, selected, report.title(f"{arm}: training")),
+                      f"training_{arm}.png", f"{arm} training curves")
+    for path in arm_images(arm_dir):  # e.g. the cVAE's figures
+        shutil.copy(path, report.out / "figures" / f"{arm}_{path.name}")
+        report.add(f"![{arm} {path.stem}](figures/{arm}_{path.name})")
+
+
+def _threshold_curves(report: Report, metrics: dict[str, dict | None]) -> None:
+    curves, marks = {}, {}
+    for arm, arm_metrics in metrics.items():
+        predictions = load_predictions(report.sweep.arm_dir(arm), "test")
+        if arm_metrics is None or predictions is None:
+            continue
+        curves[arm] = threshold_curve((predictions["dx"] == "mel").to_numpy(), predictions["p_mel"].to_numpy())
+        marks[arm] = [r["threshold"] for r in arm_metrics["mel_operating_points"]["chosen_on_val"]
+                      if r["threshold"] is not None]
+    report.add("## Melanoma precision and recall against the threshold")
+    report.figure(figures.threshold_figure(curves, report.title("Melanoma precision and recall on test "
+                                                                "(dots: thresholds chosen on validation)"),
+                                           marks=marks), "threshold_curves.png", "threshold curves")
+
+
+def _gradcam(report: Report, metrics: dict[str, dict | None], examples: int) -> None:
+    sweep = report.sweep
+    report.add("## Grad-CAM examples")
+    if sweep.data_root is None or not sweep.data_root.is_dir() or examples < 1:
+        report.add(f"Skipped: the sweep's images are not here (data_root `{sweep.data_root}`)."
+                   if examples >= 1 else "Skipped (--gradcam-examples 0).")
+        return
+    report.add("Missed melanomas first, then detected melanomas, then other errors and correct predictions. "
+               "Columns: the image, Grad-CAM for the predicted class, Grad-CAM for mel.")
+    for arm, arm_metrics in metrics.items():
+        arm_dir = sweep.arm_dir(arm)
+        predictions = load_predictions(arm_dir, "test")
+        if arm_metrics is None or predictions is None or not (arm_dir / "best.pt").is_file():
+            continue
+        rows = report_examples(outcome_table(predictions), examples)
+        shown = [{**cam_images(arm_dir, sweep.data_root, row.image_id),
+                  "caption": f"{row.image_id}\ntrue {row.dx}, predicted {row.predicted}, P(mel) {row.p_mel:.2f}"}
+                 for row in rows.itertuples()]
+        report.figure(figures.gradcam_figure(shown, report.title(f"{arm}: Grad-CAM on test images")),
+                      f"gradcam_{arm}.png", f"{arm} Grad-CAM examples")
+
+
+def _dataset(report: Report) -> None:
+    sweep = report.sweep
+    report.add("## Dataset")
+    if sweep.data_root is None or not sweep.data_root.is_dir():
+        report.add(f"Skipped: the dataset is not here (data_root `{sweep.data_root}`).")
+        return
+    stats = write_dataset_figures(sweep.data_root, report.out / "figures" / "dataset")
+    report.add(f"{stats['rows']:,} images of {stats['lesions']:,} lesions under `{sweep.data_root}`.")
+    for name in ("class_distribution", "metadata_overview", "sample_strip"):
+        if (report.out / "figures" / "dataset" / f"{name}.png").is_file():
+            report.add(f"![{name}](figures/dataset/{name}.png)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dashboards.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", type=Path, required=True, help="a sweep folder: RESULTS/<sweep>")
+    parser.add_argument("--out", type=Path, required=True, help="folder for report.md and figures/")
+    parser.add_argument("--gradcam-examples", type=int, default=4, help="Grad-CAM images per arm (0: none)")
+    args = parser.parse_args(argv)
+    if not is_sweep(args.results):
+        print(f"error: {args.results} is not a sweep folder (no sweep.json or summary.csv)", file=sys.stderr)
+        return 2
+    print(f"wrote {build_report(args.results, args.out, args.gradcam_examples)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

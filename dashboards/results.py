@@ -1,0 +1,192 @@
+"""Read the results contract (RESULTS/<sweep>/...): pure functions, no Panel.
+
+The dashboard and the report both read through here. Every path that comes from
+outside (a sweep name picked in the page, an arm name from summary.csv) is resolved
+and must stay inside its root: `..`, absolute paths and symlinks that lead out are
+refused with UnsafePath.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from core.metrics import read_predictions
+from core.results import STATUSES, SUMMARY_COLUMNS, summary_row
+
+SWEEP_MARKERS = ("sweep.json", "summary.csv")
+ARM_FILES = ("config.json", "history.csv", "metrics.json")  # what makes a folder an arm's run folder
+
+
+class UnsafePath(ValueError):
+    """A requested path that would leave the folder it must stay in."""
+
+
+def resolve_inside(root: str | Path, name: str) -> Path:
+    """`root/name`, fully resolved, or UnsafePath when it is not strictly inside `root`."""
+    base = Path(root).resolve()
+    if not name or Path(name).is_absolute():
+        raise UnsafePath(f"{name!r} is not a name inside {base}")
+    target = (base / name).resolve()
+    if base not in target.parents:
+        raise UnsafePath(f"{name!r} leads outside {base}")
+    return target
+
+
+def is_sweep(path: Path) -> bool:
+    return path.is_dir() and any((path / marker).is_file() for marker in SWEEP_MARKERS)
+
+
+def list_sweeps(results_root: str | Path) -> list[str]:
+    """Names of the sweep folders directly under the results root, sorted.
+
+    A folder (or symlink) that resolves outside the root is left out.
+    """
+    root = Path(results_root)
+    if not root.is_dir():
+        return []
+    sweeps = []
+    for child in root.iterdir():
+        try:
+            path = resolve_inside(root, child.name)
+        except UnsafePath:
+            continue
+        if is_sweep(path):
+            sweeps.append(child.name)
+    return sorted(sweeps)
+
+
+def sweep_path(results_root: str | Path, name: str) -> Path:
+    """The folder of sweep `name` under the results root; UnsafePath or FileNotFoundError otherwise."""
+    path = resolve_inside(results_root, name)
+    if not is_sweep(path):
+        raise FileNotFoundError(f"no sweep {name!r} under {Path(results_root).resolve()}")
+    return path
+
+
+@dataclass
+class Sweep:
+    path: Path
+    info: dict  # sweep.json; {} while it is not written yet
+    summary: pd.DataFrame  # summary.csv columns plus epochs_done and epochs, one row per arm
+
+    @property
+    def name(self) -> str:
+        return self.info.get("name") or self.path.name
+
+    @property
+    def synthetic(self) -> bool | None:
+        """sweep.json's synthetic_data, else the arms' own flag; None when nothing says."""
+        if isinstance(self.info.get("synthetic_data"), bool):
+            return self.info["synthetic_data"]
+        flags = self.summary["synthetic_data"].dropna()
+        return bool(flags.astype(str).str.lower().eq("true").any()) if len(flags) else None
+
+    @property
+    def data_root(self) -> Path | None:
+        return Path(self.info["data_root"]) if self.info.get("data_root") else None
+
+    @property
+    def arms(self) -> list[str]:
+        return list(self.summary["arm"])
+
+    def finished_arms(self) -> list[str]:
+        return list(self.summary.loc[self.summary["status"] == "finished", "arm"])
+
+    def arm_dir(self, arm: str) -> Path:
+        return resolve_inside(self.path, arm)
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    path = Path(path)
+    info = read_json(path / "sweep.json") or {}
+    return Sweep(path, info, load_summary(path))
+
+
+def load_summary(sweep_dir: str | Path) -> pd.DataFrame:
+    """summary.csv, plus a row for each arm folder it does not list yet.
+
+    An unlisted folder counts as finished when it holds metrics.json and as running
+    otherwise. Every row gains `epochs_done` (rows of history.csv) and `epochs` (the
+    configured number), so a running arm can show its progress.
+    """
+    sweep_dir = Path(sweep_dir)
+    summary_file = sweep_dir / "summary.csv"
+    columns = list(SUMMARY_COLUMNS)
+    if summary_file.is_file():
+        summary = pd.read_csv(summary_file, dtype={"arm": str}).reindex(columns=columns)
+    else:
+        summary = pd.DataFrame(columns=columns)
+    listed = set(summary["arm"])
+    extra = []
+    for folder in sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name not in listed):
+        if any((folder / f).is_file() for f in ARM_FILES):
+            status = "finished" if (folder / "metrics.json").is_file() else "running"
+            extra.append(summary_row(folder.name, folder, status))
+    if extra:
+        summary = pd.concat([summary, pd.DataFrame(extra, columns=columns)], ignore_index=True)
+    summary["status"] = summary["status"].where(summary["status"].isin(STATUSES), "pending")
+    progress = [_progress(sweep_dir, arm) for arm in summary["arm"]]
+    summary["epochs_done"] = [done for done, _ in progress]
+    summary["epochs"] = [total for _, total in progress]
+    return summary
+
+
+def _progress(sweep_dir: Path, arm: str) -> tuple[int, int | None]:
+    try:
+        arm_dir = resolve_inside(sweep_dir, arm)
+    except UnsafePath:
+        return 0, None
+    history = load_history(arm_dir)
+    config = load_config(arm_dir) or {}
+    return (0 if history is None else len(history)), config.get("epochs")
+
+
+def read_json(path: Path) -> dict | None:
+    """A JSON file's content, or None when it is absent (writes are atomic: never half a file)."""
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def load_config(arm_dir: Path) -> dict | None:
+    return read_json(arm_dir / "config.json")
+
+
+def load_metrics(arm_dir: Path) -> dict | None:
+    return read_json(arm_dir / "metrics.json")
+
+
+def load_history(arm_dir: Path) -> pd.DataFrame | None:
+    path = arm_dir / "history.csv"
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def load_predictions(arm_dir: Path, split: str) -> pd.DataFrame | None:
+    """predictions_<split>.csv, validated by core.metrics; None when the arm has none yet."""
+    path = arm_dir / f"predictions_{split}.csv"
+    return read_predictions(path)[2] if path.is_file() else None
+
+
+def load_splits(sweep_dir: Path) -> pd.DataFrame | None:
+    path = sweep_dir / "splits.csv"
+    return pd.read_csv(path, dtype=str) if path.is_file() else None
+
+
+def arm_images(arm_dir: Path) -> list[Path]:
+    """Extra PNG figures an arm wrote into its run folder (e.g. the cVAE's losses and samples)."""
+    return sorted(arm_dir.glob("*.png"))
+
+
+def files_signature(sweep_dir: Path) -> tuple:
+    """(name, size, mtime) of every results file of a sweep: it changes whenever a run writes."""
+    files = [sweep_dir / name for name in ("sweep.json", "summary.csv")]
+    if sweep_dir.is_dir():
+        files += [p for arm in sweep_dir.iterdir() if arm.is_dir() for p in arm.iterdir()
+                  if p.name in ARM_FILES or p.suffix == ".png"]
+    entries = []
+    for path in files:
+        if path.is_file():
+            stat = path.stat()
+            entries.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return tuple(sorted(entries))

@@ -1,0 +1,60 @@
+"""What one browser session looks at: the sweep, the arm, and whether the files changed."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import param
+
+from dashboards.results import Sweep, UnsafePath, files_signature, list_sweeps, load_sweep, sweep_path
+
+
+class Dashboard(param.Parameterized):
+    """The selection shared by every tab. `version` goes up whenever the selected sweep's
+    files change on disk (a run wrote), so views that depend on it redraw."""
+
+    sweep_name = param.Selector(default=None, objects=[], label="Sweep")
+    arm = param.Selector(default=None, objects=[], label="Arm")
+    version = param.Integer(default=0)
+    message = param.String(default="", doc="why a requested sweep was refused, if it was")
+
+    def __init__(self, results_root: str | Path, requested: str | None = None):
+        super().__init__()
+        self.results_root = Path(results_root)
+        self.sweep: Sweep | None = None
+        self._signature = None
+        self.param.sweep_name.objects = list_sweeps(self.results_root)
+        if requested:
+            self.request(requested)
+        if self.sweep_name is None and self.param.sweep_name.objects:
+            self.sweep_name = self.param.sweep_name.objects[0]
+
+    def request(self, name: str) -> None:
+        """Select a sweep by a name from outside (the page's URL); refuse one outside the root."""
+        try:
+            sweep_path(self.results_root, name)
+        except (UnsafePath, FileNotFoundError) as e:
+            self.message = f"Refused sweep {name!r}: {e}"
+            return
+        self.sweep_name = name
+
+    @param.depends("sweep_name", watch=True)
+    def _load(self) -> None:
+        path = None if self.sweep_name is None else sweep_path(self.results_root, self.sweep_name)
+        self._signature = None if path is None else files_signature(path)  # before reading: miss no write
+        self.sweep = None if path is None else load_sweep(path)
+        arms = self.sweep.arms if self.sweep else []
+        self.param.arm.objects = arms
+        if self.arm not in arms:
+            self.arm = ((self.sweep.finished_arms() if self.sweep else []) or arms or [None])[0]
+        self.version += 1
+
+    def poll(self) -> None:
+        """Periodic callback: pick up new sweeps, and reload the selected one if its files changed."""
+        names = list_sweeps(self.results_root)
+        if names != self.param.sweep_name.objects:
+            self.param.sweep_name.objects = names
+            if self.sweep_name not in names:  # none yet, or the selected one was deleted
+                self.sweep_name = names[0] if names else None
+                return
+        if self.sweep is not None and files_signature(self.sweep.path) != self._signature:
+            self._load()

@@ -1,0 +1,94 @@
+"""The study's tables as DataFrames, built from what dashboards.results reads.
+
+Table 2: overall test metrics per arm; Table 3: per-class test recall per arm;
+Table 4: melanoma operating points. The dashboard and the report both show these.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from core.labels import CLASSES
+from dashboards.reference import study_table
+
+OVERALL_COLUMNS = {
+    "arm": "arm",
+    "status": "status",
+    "test_acc": "test acc",
+    "test_macro_f1": "macro-F1",
+    "test_balanced_acc": "bal. acc",
+    "test_mel_recall": "mel recall",
+    "test_mel_auc": "mel AUC",
+    "wall_seconds": "wall s",
+    "progress": "progress",
+    "selected_epoch": "epoch",
+    "select_on": "selects on",
+}
+# this sweep's column: the study's column beside it
+STUDY_COLUMNS = {"test acc": "study test acc", "macro-F1": "study macro-F1", "mel recall": "study mel recall"}
+POINT_COLUMNS = ("target_recall", "threshold", "precision", "recall", "specificity", "tp", "fp", "tn", "fn")
+VARIANTS = {
+    "chosen_on_val": "threshold chosen on validation, figures on test",
+    "chosen_on_test": "threshold chosen on test: LEAKS test labels (the source study's method), comparison only",
+}
+
+
+def overall_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Table 2: one row per arm. `progress` counts the epochs run, `epoch` is the selected one."""
+    table = summary.assign(progress=[_progress(done, total) for done, total in
+                                     zip(summary["epochs_done"], summary["epochs"])])
+    table = table[list(OVERALL_COLUMNS)].rename(columns=OVERALL_COLUMNS)
+    table["epoch"] = table["epoch"].astype("Int64")  # blank while an arm runs
+    # every arm selects on validation; blank while it runs
+    table["selects on"] = table["selects on"].map(lambda s: s.removeprefix("val_") if isinstance(s, str) else s)
+    return table.reset_index(drop=True)
+
+
+def study_comparison(summary: pd.DataFrame) -> pd.DataFrame:
+    """Each arm's test accuracy, macro-F1 and melanoma recall, the source study's figure beside each.
+
+    Only meaningful for a sweep on the real HAM10000: callers show it for no other data.
+    """
+    table = overall_table(summary)[["arm", *STUDY_COLUMNS]].merge(study_table(), on="arm", how="left")
+    return table[["arm", *(c for pair in STUDY_COLUMNS.items() for c in pair)]]
+
+
+def _progress(done, total) -> str:
+    return f"{int(done)}/{int(total)}" if pd.notna(total) else str(int(done))
+
+
+def recall_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Table 3: test recall of each class (columns) for each arm (rows)."""
+    table = summary[["arm", *(f"recall_{c}" for c in CLASSES)]]
+    return table.rename(columns={f"recall_{c}": c for c in CLASSES}).reset_index(drop=True)
+
+
+def operating_point_rows(metrics: dict, variant: str = "chosen_on_val") -> pd.DataFrame:
+    """One row per target recall (0.85, 0.90, 0.95): threshold and test figures of one arm."""
+    rows = metrics["mel_operating_points"][variant]
+    return pd.DataFrame([{k: row.get(k) for k in POINT_COLUMNS} for row in rows], columns=list(POINT_COLUMNS))
+
+
+def operating_points_by_arm(metrics_by_arm: dict[str, dict | None], variant: str = "chosen_on_val") -> pd.DataFrame:
+    """Table 4: one row per arm; for each target recall ("0.85" ...): threshold t, precision P,
+    recall R and specificity spec.
+
+    An arm without metrics (running, failed) keeps its row, empty.
+    """
+    records = []
+    for arm, metrics in metrics_by_arm.items():
+        record = {"arm": arm}
+        if metrics is not None:
+            for row in operating_point_rows(metrics, variant).itertuples():
+                at = f"{row.target_recall:.2f}"
+                record.update({f"{at} t": row.threshold, f"{at} P": row.precision,
+                               f"{at} R": row.recall, f"{at} spec": row.specificity})
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def split_counts(splits: pd.DataFrame) -> pd.DataFrame:
+    """Images per class (rows) in each split (columns), with totals."""
+    table = pd.crosstab(splits["dx"], splits["split"], margins=True, margins_name="total")
+    order = [s for s in ("train", "val", "test") if s in table.columns] + ["total"]
+    return table.reindex(index=[*CLASSES, "total"], columns=order, fill_value=0).rename_axis(
+        index="dx", columns=None).reset_index()

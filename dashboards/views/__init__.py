@@ -1,0 +1,1 @@
+"""One module per dashboard tab; each builds its view from a `Dashboard` state."""

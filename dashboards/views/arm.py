@@ -1,0 +1,46 @@
+"""Arm tab: one arm's confusion matrices, training curves, config and extra figures."""
+from __future__ import annotations
+
+import panel as pn
+
+from dashboards.figures import confusion_figure, history_figure, titled
+from dashboards.results import arm_images, load_config, load_history, load_metrics
+from dashboards.state import Dashboard
+from dashboards.views.common import figure, no_sweep, note
+
+
+def metrics_line(metrics: dict) -> str:
+    val, test = metrics["val"], metrics["test"]
+    return (f"Selected epoch **{metrics['selected_epoch']}** of {metrics['epochs_run']} by "
+            f"`{metrics['select_on']}`. Test: accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}, "
+            f"balanced accuracy {test['balanced_accuracy']:.4f}, mel recall "
+            f"{test['per_class']['mel']['recall']:.4f} (n = {test['n']}). Validation: accuracy "
+            f"{val['accuracy']:.4f}, macro-F1 {val['macro_f1']:.4f} (n = {val['n']}).")
+
+
+def arm_view(dash: Dashboard) -> pn.param.ParamFunction:
+    def render(arm: str | None, version: int):
+        sweep = dash.sweep
+        if sweep is None or arm is None:
+            return no_sweep()
+        arm_dir = sweep.arm_dir(arm)
+        status = sweep.summary.set_index("arm").loc[arm, "status"]
+        metrics, history, config = load_metrics(arm_dir), load_history(arm_dir), load_config(arm_dir)
+        parts = [pn.pane.Markdown(f"### Arm `{arm}`: {status}")]
+        if metrics is None:
+            parts.append(note(f"No metrics.json yet: the arm is {status}."
+                              + ("" if history is None else f" Epochs so far: {len(history)}.")))
+        else:
+            parts += [pn.pane.Markdown(metrics_line(metrics)),
+                      figure(confusion_figure(metrics["test"]["confusion"],
+                                              titled(f"{arm}: test confusion matrix", sweep.synthetic)))]
+        if history is not None and len(history):
+            selected = metrics["selected_epoch"] if metrics else None
+            parts.append(figure(history_figure(history, selected, titled(f"{arm}: training", sweep.synthetic))))
+        for path in arm_images(arm_dir):  # e.g. the cVAE's cvae_losses.png, cvae_samples.png
+            parts += [pn.pane.Markdown(f"#### {path.name}"), pn.pane.PNG(str(path), width=700)]
+        if config is not None:
+            parts += [pn.pane.Markdown("#### Config (config.json)"), pn.pane.JSON(config, depth=-1, theme="light")]
+        return pn.Column(*parts)
+
+    return pn.param.ParamFunction(pn.bind(render, dash.param.arm, dash.param.version))

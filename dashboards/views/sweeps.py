@@ -1,0 +1,62 @@
+"""Sweep tab: what the sweep is, and its summary table, refreshed while it runs."""
+from __future__ import annotations
+
+import pandas as pd
+import panel as pn
+
+from dashboards.results import Sweep
+from dashboards.state import Dashboard
+from dashboards.tables import overall_table, study_comparison
+from dashboards.views.common import data_notice, no_sweep, number_formats, table
+
+STATUS_COLOURS = {"running": "#fff3cd", "failed": "#f8d7da", "pending": "#e9ecef", "finished": ""}
+CAPTION = ("Test-set figures of each arm's selected checkpoint. Click a column header to sort. "
+           "Running arms show their epochs so far; the table refreshes as the sweep writes.")
+STUDY_CAPTION = ("#### Beside the source study\nThe `study` columns are the source study's test figures on "
+                 "real HAM10000 (lesion-wise split, 1003 test images).")
+INFO_KEYS = ("profile", "status", "started", "finished", "data_root", "data_fingerprint", "split_seed",
+             "git_commit")
+
+
+def describe(sweep: Sweep) -> str:
+    lines = [f"### Sweep `{sweep.name}`", ""]
+    lines += [f"- **{key}**: `{sweep.info[key]}`" for key in INFO_KEYS if sweep.info.get(key) is not None]
+    if not sweep.info:
+        lines.append("- sweep.json is not written yet")
+    counts = sweep.summary["status"].value_counts()
+    lines.append("- **arms**: " + (", ".join(f"{n} {status}" for status, n in counts.items()) or "none yet"))
+    return "\n".join(lines)
+
+
+def _status_style(value: str) -> str:
+    colour = STATUS_COLOURS.get(value, "")
+    return f"background-color: {colour}" if colour else ""
+
+
+def sweep_view(dash: Dashboard) -> pn.Column:
+    info = pn.pane.Markdown()
+    notice = pn.Column()
+    caption = pn.pane.Markdown()
+    summary = table(pd.DataFrame(), digits={"wall s": 1}, css_classes=["summary-table"])
+    study = pn.Column()
+    summary.style.map(_status_style, subset=["status"])
+
+    def update(*_):
+        sweep = dash.sweep
+        if sweep is None:
+            info.object, notice[:] = "", [no_sweep()]
+            return
+        frame = overall_table(sweep.summary)
+        info.object = describe(sweep)
+        notice[:] = [n for n in [data_notice(sweep)] if n is not None]
+        caption.object = CAPTION
+        summary.formatters = number_formats(frame, {"wall s": 1})
+        summary.value = frame
+        study[:] = []
+        if sweep.synthetic is False:  # never beside synthetic or unlabelled data
+            study[:] = [pn.pane.Markdown(STUDY_CAPTION),
+                        table(study_comparison(sweep.summary), css_classes=["study-table"])]
+
+    dash.param.watch(update, "version")
+    update()
+    return pn.Column(info, notice, caption, summary, study, sizing_mode="stretch_width")

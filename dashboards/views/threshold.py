@@ -1,0 +1,110 @@
+"""Melanoma threshold tab: precision/recall curves, operating points, a threshold slider."""
+from __future__ import annotations
+
+import panel as pn
+import param
+
+from core.metrics import at_threshold, threshold_curve
+from dashboards.figures import threshold_figure, titled
+from dashboards.results import load_metrics, load_predictions
+from dashboards.state import Dashboard
+from dashboards.tables import VARIANTS, operating_point_rows
+from dashboards.views.common import figure, no_sweep, note, table
+
+AT_COLUMNS = ("precision", "recall", "specificity", "tp", "fp", "tn", "fn")
+POINT_TABLE = {"target_recall": "target", "threshold": "t", "precision": "precision", "recall": "recall",
+               "specificity": "specificity"}
+
+
+def _is_mel_and_score(predictions):
+    return (predictions["dx"] == "mel").to_numpy(), predictions["p_mel"].to_numpy()
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _at_threshold_row(name: str, predictions, t: float) -> str:
+    figures = at_threshold(*_is_mel_and_score(predictions), t)
+    return f"| {name} | " + " | ".join(_cell(figures[k]) for k in AT_COLUMNS) + " |"
+
+
+def _point_table(metrics: dict, variant: str) -> pn.Column:
+    rows = operating_point_rows(metrics, variant)[list(POINT_TABLE)].rename(columns=POINT_TABLE)
+    return pn.Column(pn.pane.Markdown(f"**{VARIANTS[variant]}**", width=440),
+                     table(rows, digits={"target": 2, "t": 3, "precision": 3, "recall": 3, "specificity": 3},
+                           css_classes=[f"op-{variant.replace('_', '-')}"]))
+
+
+def threshold_view(dash: Dashboard) -> pn.Column:
+    arms = pn.widgets.MultiChoice(name="Arms on the curves", options=[], sizing_mode="stretch_width")
+    slider = pn.widgets.FloatSlider(name="Threshold on P(mel)", start=0, end=1, step=0.005, value=0.5,
+                                    width=420)
+
+    def sync_arms(*_):
+        finished = dash.sweep.finished_arms() if dash.sweep else []
+        arms.options = finished
+        arms.value = [a for a in arms.value if a in finished] or finished
+
+    def sync_slider(*_):
+        """Start the slider at the arm's recall >= 0.85 threshold chosen on validation."""
+        metrics = load_metrics(dash.sweep.arm_dir(dash.arm)) if dash.sweep and dash.arm else None
+        if metrics:
+            first = metrics["mel_operating_points"]["chosen_on_val"][0]["threshold"]
+            if first is not None:
+                with param.edit_constant(slider):  # value_throttled only follows the mouse by itself
+                    slider.param.update(value=round(first, 3), value_throttled=round(first, 3))
+
+    dash.param.watch(sync_arms, "version")
+    dash.param.watch(sync_slider, "arm")
+    sync_arms()
+    sync_slider()
+
+    def curves(selected: list[str], t: float, version: int):
+        sweep = dash.sweep
+        if sweep is None:
+            return no_sweep()
+        frames, marks = {}, {}
+        for arm in selected:
+            predictions = load_predictions(sweep.arm_dir(arm), "test")
+            metrics = load_metrics(sweep.arm_dir(arm))
+            if predictions is None or metrics is None:
+                continue
+            frames[arm] = threshold_curve(*_is_mel_and_score(predictions))
+            marks[arm] = [r["threshold"] for r in metrics["mel_operating_points"]["chosen_on_val"]
+                          if r["threshold"] is not None]
+        title = titled("Melanoma precision and recall on test (dots: thresholds chosen on validation)",
+                       sweep.synthetic)
+        return figure(threshold_figure(frames, title, at=t, marks=marks))
+
+    def arm_tables(arm: str | None, t: float, version: int):
+        sweep = dash.sweep
+        if sweep is None or arm is None:
+            return no_sweep()
+        arm_dir = sweep.arm_dir(arm)
+        metrics = load_metrics(arm_dir)
+        if metrics is None:
+            return note(f"Arm `{arm}` has no metrics yet.")
+        val, test = load_predictions(arm_dir, "val"), load_predictions(arm_dir, "test")
+        at_t = "\n".join([
+            f"#### At threshold {t:.3f} (`{arm}`)", "",
+            "| set | " + " | ".join(AT_COLUMNS) + " |", "|---" * (len(AT_COLUMNS) + 1) + "|",
+            _at_threshold_row("test", test, t), _at_threshold_row("validation", val, t)])
+        return pn.Column(
+            pn.pane.Markdown(at_t, css_classes=["at-threshold"]),
+            pn.pane.Markdown(f"#### Operating points of `{arm}` for melanoma recall >= 0.85 / 0.90 / 0.95"),
+            pn.Row(*(_point_table(metrics, variant) for variant in ("chosen_on_val", "chosen_on_test"))),
+        )
+
+    return pn.Column(
+        pn.pane.Markdown("### Melanoma operating points\nA lesion is flagged as melanoma when P(mel) >= t. "
+                         "The slider and the tables follow the arm picked in the sidebar."),
+        arms,
+        pn.param.ParamFunction(pn.bind(curves, arms, slider.param.value_throttled, dash.param.version)),
+        slider,
+        pn.param.ParamFunction(pn.bind(arm_tables, dash.param.arm, slider.param.value_throttled,
+                                       dash.param.version)),
+        sizing_mode="stretch_width",
+    )

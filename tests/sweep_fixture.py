@@ -1,0 +1,116 @@
+"""Sweeps for tests, built without Ray.
+
+`build_smoke_sweep` trains every ablation config with `core.train` (smoke profile) and
+writes the sweep files a Ray sweep writes: summary.csv, splits.csv, sweep.json.
+`fake_arm` writes a run folder from random predictions in milliseconds, finished
+(with metrics.json) or still running (config and a partial history only); `make_sweep`
+puts such arms together into a sweep with any mix of statuses.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core import io
+from core.config import RunConfig
+from core.labels import CLASSES, NUM_CLASSES
+from core.metrics import evaluate_run, predictions_frame
+from core.results import summary_row, write_summary
+
+CONFIGS = Path(__file__).resolve().parents[1] / "ablations" / "configs"
+
+
+def arm_names() -> list[str]:
+    return sorted(p.stem for p in CONFIGS.glob("*.yaml"))
+
+
+def build_smoke_sweep(sweep_dir: Path, data_root: Path, arms: list[str] | None = None) -> Path:
+    """Train each arm (default: every config) on `data_root` into `sweep_dir/<arm>`."""
+    import torch
+
+    from core.train import main as train
+
+    started = _now()
+    rows = []
+    threads = torch.get_num_threads()
+    # The smoke models are tiny: with two threads, synchronisation costs more than the
+    # work, ten times over on a busy 2-core machine.
+    torch.set_num_threads(1)
+    try:
+        for arm in arms or arm_names():
+            start = time.perf_counter()
+            status = train(["--config", str(CONFIGS / f"{arm}.yaml"), "--data-root", str(data_root),
+                            "--out", str(sweep_dir / arm), "--profile", "smoke"])
+            assert status == 0, f"smoke training of {arm} failed"
+            rows.append(summary_row(arm, sweep_dir / arm, "finished", round(time.perf_counter() - start, 1)))
+    finally:
+        torch.set_num_threads(threads)
+    write_summary(sweep_dir, rows)
+    shutil.copy(sweep_dir / rows[0]["arm"] / "splits.csv", sweep_dir / "splits.csv")
+    metrics = json.loads((sweep_dir / rows[0]["arm"] / "metrics.json").read_text())
+    write_sweep_json(sweep_dir, data_root, synthetic=metrics["synthetic_data"],
+                     fingerprint=metrics["data_fingerprint"], started=started, profile="smoke")
+    return sweep_dir
+
+
+def write_sweep_json(sweep_dir: Path, data_root: Path | None, synthetic: bool, status: str = "finished",
+                     fingerprint: str = "0" * 16, started: str | None = None, profile: str = "smoke") -> None:
+    io.write_json(sweep_dir / "sweep.json", {
+        "name": sweep_dir.name, "profile": profile, "data_root": None if data_root is None else str(data_root),
+        "data_fingerprint": fingerprint, "synthetic_data": synthetic, "split_seed": 0, "git_commit": "test",
+        "versions": {"python": platform.python_version()}, "started": started or _now(),
+        "finished": _now() if status == "finished" else None, "status": status})
+
+
+def make_sweep(root: Path, name: str, arms: dict[str, str], synthetic: bool = True) -> Path:
+    """A sweep whose arms have the given statuses; finished and running arms get run folders."""
+    sweep = root / name
+    rows = []
+    for seed, (arm, status) in enumerate(arms.items()):
+        if status in ("finished", "running"):
+            fake_arm(sweep / arm, seed=seed, finished=status == "finished", synthetic=synthetic)
+        rows.append(summary_row(arm, sweep / arm, status, 10.0 * seed if status == "finished" else None))
+    sweep.mkdir(parents=True, exist_ok=True)
+    write_summary(sweep, rows)
+    write_sweep_json(sweep, None, synthetic, status="running" if "running" in arms.values() else "finished")
+    return sweep
+
+
+def fake_arm(run_dir: Path, seed: int = 0, finished: bool = True, epochs: int = 3, n: int = 70,
+             synthetic: bool = True) -> Path:
+    """A run folder from random (but better than chance) predictions; no checkpoint."""
+    rng = np.random.default_rng(seed)
+    config = RunConfig(name=run_dir.name, epochs=epochs).to_dict()
+    io.write_json(run_dir / "config.json", config)
+    done = epochs if finished else max(1, epochs - 2)
+    history = pd.DataFrame({"epoch": range(1, done + 1), "train_loss": rng.uniform(0.5, 2, done),
+                            "val_loss": rng.uniform(0.5, 2, done), "val_acc": rng.uniform(0, 1, done),
+                            "val_macro_f1": rng.uniform(0, 1, done), "val_mel_recall": rng.uniform(0, 1, done),
+                            "lr": 3e-4, "seconds": 1.0})
+    io.write_csv(run_dir / "history.csv", history)
+    if not finished:
+        return run_dir
+    frames = {}
+    for split in ("val", "test"):
+        labels = np.arange(n) % NUM_CLASSES
+        logits = rng.normal(size=(n, NUM_CLASSES)) + 2 * np.eye(NUM_CLASSES)[labels]
+        probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        frames[split] = predictions_frame([f"IMG_{split}_{i:04d}" for i in range(n)], labels, probs)
+        io.write_csv(run_dir / f"predictions_{split}.csv", frames[split])
+    metrics = evaluate_run(frames["val"], frames["test"])
+    metrics.update(selected_epoch=int(rng.integers(1, epochs + 1)), select_on=config["select_on"],
+                   epochs_run=epochs, synthetic_data=synthetic, data_fingerprint="0" * 16,
+                   train_counts=dict.fromkeys(CLASSES, 10))
+    io.write_json(run_dir / "metrics.json", metrics)
+    return run_dir
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

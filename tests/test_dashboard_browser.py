@@ -1,0 +1,157 @@
+"""End to end in a real browser: Debian's chromium, driven by Playwright, against `panel serve`
+on the smoke sweep. Screenshots go to artifacts/dashboard/ (look at them)."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import HAM
+
+CHROMIUM = Path("/usr/bin/chromium")
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "artifacts" / "dashboard"
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+START_TIMEOUT_S = 180  # the first page imports torch and timm: slow on a busy 2-core machine
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"{CHROMIUM} not installed: run scripts/install_browser"),
+]
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed: run scripts/install_browser")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(smoke_sweep, tmp_path_factory):
+    """`panel serve dashboards/app.py` on 127.0.0.1 over the smoke sweep's results root."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("panel") / "serve.log"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny smoke models: one thread is faster
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "panel", "serve", "dashboards/app.py", "--address", "127.0.0.1",
+             "--port", str(port), "--allow-websocket-origin", f"127.0.0.1:{port}",
+             "--args", "--results", str(smoke_sweep.parent), "--refresh", "2"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/app"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            assert proc.poll() is None, f"panel serve exited:\n{log.read_text()}"
+            try:
+                with urllib.request.urlopen(url, timeout=START_TIMEOUT_S) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, f"panel serve not ready in {START_TIMEOUT_S} s:\n{log.read_text()}"
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def page(server, tmp_path_factory):
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True)
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM), headless=True,
+            args=LAUNCH_ARGS, viewport={"width": 1500, "height": 1100})
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(server, timeout=START_TIMEOUT_S * 1000)
+        yield page
+        context.close()
+
+
+def lesion_image(demo_root: Path) -> Path:
+    """A real HAM10000 original when the shared material is here, else a demo image."""
+    originals = sorted((HAM / "originals").glob("*.jpg"))
+    return originals[0] if originals else next(demo_root.rglob("*.jpg"))
+
+
+def open_tab(page, name: str) -> None:
+    page.locator(".bk-tab", has_text=name).first.click()
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
+
+
+def test_summary_table_shows_every_arm(page, smoke_sweep):
+    arms = sorted(p.parent.name for p in smoke_sweep.glob("*/config.json"))
+    rows = page.locator(".summary-table .tabulator-row")
+    rows.nth(len(arms) - 1).wait_for()
+    assert rows.count() == len(arms)
+    assert sorted(row.split()[0] for row in rows.all_inner_texts()) == arms
+    assert page.get_by_text("SYNTHETIC demo data.").first.is_visible()
+    assert page.get_by_text("study test acc").count() == 0
+    shot(page, "01_sweep")
+
+
+def test_operating_point_table_has_three_rows(page):
+    open_tab(page, "Melanoma threshold")
+    rows = page.locator(".op-chosen-on-val .tabulator-row")
+    rows.nth(2).wait_for()
+    assert rows.count() == 3
+    assert page.locator(".op-chosen-on-test .tabulator-row").count() == 3
+    assert page.get_by_text("LEAKS test labels").first.is_visible()
+    shot(page, "02_threshold")
+
+
+def test_gallery_and_dataset_render(page):
+    open_tab(page, "Grad-CAM")
+    page.locator(".gallery-card").first.wait_for()
+    shot(page, "03_gradcam")
+    open_tab(page, "Dataset")
+    page.locator(".split-table .tabulator-row").first.wait_for()
+    page.get_by_text("images of").first.wait_for()
+    shot(page, "04_dataset")
+
+
+def test_predict_an_upload_then_survive_a_text_file(page, demo_root, tmp_path):
+    open_tab(page, "Predict")
+    assert page.get_by_text("not a medical device").first.is_visible()
+    upload = page.locator(".upload input[type=file]")
+    upload.set_input_files(lesion_image(demo_root))
+    page.locator(".gradcam img").wait_for()
+    assert page.locator(".probabilities .tabulator-row").count() == 7
+    assert page.get_by_text("P(mel) =").first.is_visible()
+    shot(page, "05_predict")
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image\n")
+    upload.set_input_files(notes)
+    error = page.get_by_text("notes.txt is not a JPEG or PNG image")
+    error.wait_for()
+    assert page.locator(".gradcam img").count() == 0
+    shot(page, "06_predict_error")
+
+    upload.set_input_files(lesion_image(demo_root))  # the page still works
+    page.locator(".gradcam img").wait_for()
+    error.wait_for(state="hidden")
+    assert page.locator(".probabilities .tabulator-row").count() == 7
+    open_tab(page, "Sweep")
+    page.locator(".summary-table .tabulator-row").first.wait_for()
+    shot(page, "07_after_error")

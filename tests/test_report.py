@@ -1,0 +1,73 @@
+"""The report reproduces the study's Tables 2-4 (one row per arm) and figures for any sweep."""
+from __future__ import annotations
+
+import re
+
+from dashboards.report import main
+from tests.sweep_fixture import make_sweep, write_sweep_json
+
+TABLES = ("## Table 2", "## Table 3", "## Table 4", "### Table 4b")
+
+
+def table_after(text: str, heading: str) -> list[list[str]]:
+    """The body rows (cells) of the first Markdown table after `heading`."""
+    lines = text[text.index(heading):].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def test_report_of_the_smoke_sweep(smoke_sweep, tmp_path):
+    out = tmp_path / "report"
+    assert main(["--results", str(smoke_sweep), "--out", str(out), "--gradcam-examples", "2"]) == 0
+    text = (out / "report.md").read_text()
+    arms = sorted(p.parent.name for p in smoke_sweep.glob("*/metrics.json"))
+    assert "SYNTHETIC demo data" in text.split("##")[0]  # labelled at the top
+    for heading in TABLES:
+        assert sorted(row[0] for row in table_after(text, heading)) == arms, heading
+    assert "study test acc" not in text  # the study's HAM10000 figures never sit beside synthetic ones
+    images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
+    assert images and all((out / image).is_file() for image in images)
+    names = {image.split("/")[-1] for image in images}
+    for arm in arms:
+        assert {f"confusion_{arm}.png", f"training_{arm}.png", f"gradcam_{arm}.png"} <= names
+    assert {"threshold_curves.png", "recall_heatmap.png", "class_distribution.png", "sample_strip.png"} <= names
+    for extra in (smoke_sweep / "baseline_synth").glob("*.png"):  # the cVAE's figures, when the arm has them
+        assert f"baseline_synth_{extra.name}" in names
+
+
+def test_report_of_a_partial_real_data_sweep(tmp_path):
+    sweep = make_sweep(tmp_path, "real", {"baseline": "finished", "sampler": "running", "b2_mel_select": "failed"},
+                       synthetic=False)
+    out = tmp_path / "report"
+    assert main(["--results", str(sweep), "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "SYNTHETIC" not in text
+    table2 = table_after(text, "## Table 2")
+    assert [row[:2] for row in table2] == [["baseline", "finished"], ["sampler", "running"],
+                                           ["b2_mel_select", "failed"]]
+    assert table2[1][2:8] == ["-"] * 6 and table2[1][8] == "1/3"  # no metrics yet, one epoch of three
+    table2b = table_after(text, "### Table 2b")  # beside the source study
+    assert [row[0] for row in table2b] == ["baseline", "sampler", "b2_mel_select"] and "0.7637" in table2b[0]
+    for heading in TABLES[1:]:
+        rows = table_after(text, heading)
+        assert [row[0] for row in rows] == ["baseline", "sampler", "b2_mel_select"]
+        assert set(rows[1][1:]) == {"-"}  # the running arm has no figures yet
+    assert "Skipped: the sweep's images are not here" in text
+
+
+def test_refuses_a_folder_that_is_not_a_sweep(tmp_path, capsys):
+    assert main(["--results", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert "not a sweep folder" in capsys.readouterr().err
+
+
+def test_report_of_a_sweep_without_arms(tmp_path):
+    (tmp_path / "new").mkdir()
+    write_sweep_json(tmp_path / "new", None, synthetic=True, status="running")
+    assert main(["--results", str(tmp_path / "new"), "--out", str(tmp_path / "out")]) == 0
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "SYNTHETIC demo data" in text and "The sweep has no arms yet." in text
