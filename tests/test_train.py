@@ -138,6 +138,7 @@ def test_predict_matches_the_run_predictions(demo_root, tmp_path, capsys):
 
     bad = tmp_path / "notes.txt"
     bad.write_text("not an image")
+    capsys.readouterr()  # drop the training log
     assert predict_cli(["--run", str(out), str(refs[0].path), str(bad), "--gradcam", str(tmp_path / "cams")]) == 1
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(lines[0]["probabilities"]) == 7 and Path(lines[0]["gradcam"]).is_file()
