@@ -1,0 +1,121 @@
+"""`python -m core.data {demo,check,split,stats,cache,download}`: the data layer's command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from core.data import download
+from core.data.cache import build_cache
+from core.data.check import check_dataset
+from core.data.dataset import load_dataset
+from core.data.demo import make_demo_dataset
+from core.data.images import ImageError, load_rgb
+from core.data.metadata import DatasetError, read_metadata
+from core.data.split import lesion_split, split_summary
+from core.data.stats import write_stats
+from core.io import write_csv
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    frame = make_demo_dataset(args.out, n=args.n, seed=args.seed, masks=args.masks)
+    print(f"wrote {len(frame)} SYNTHETIC images ({frame['lesion_id'].nunique()} lesions) to {args.out}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    report = check_dataset(load_dataset(args.data_root, args.metadata), decode=not args.no_decode)
+    print(json.dumps(report.summary, indent=2))
+    for problem in report.problems:
+        print(problem)
+    errors = len(report.errors)
+    print(f"{errors} error(s), {len(report.problems) - errors} warning(s)")
+    return 1 if errors else 0
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    if args.metadata:
+        meta = read_metadata(args.metadata)
+    elif args.data_root:
+        meta = load_dataset(args.data_root).metadata
+    else:
+        raise DatasetError("split needs --data-root DIR or --metadata CSV")
+    frame = lesion_split(meta, seed=args.seed)
+    write_csv(args.out, frame)
+    print(split_summary(frame).assign(total=lambda t: t.sum(axis=1)).to_string())
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    ds = load_dataset(args.data_root, args.metadata)
+
+    def load_image(image_id: str):
+        return load_rgb(ds.images[image_id])
+
+    stats = write_stats(ds.metadata, args.out, load_image)
+    print(json.dumps({k: stats[k] for k in ("rows", "lesions", "class_counts", "synthetic")}, indent=2))
+    print(f"wrote figures and stats.json to {args.out}")
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    ds = load_dataset(args.data_root, args.metadata)
+    ids = sorted(ds.metadata["image_id"])
+    cache = build_cache(ds, ids, args.side, args.cache_dir)
+    print(f"{len(cache)} images at {args.side}px in {cache.path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core.data", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_root(p: argparse.ArgumentParser, required: bool = True) -> argparse.ArgumentParser:
+        p.add_argument("--data-root", type=Path, required=required, help="folder holding the dataset")
+        p.add_argument("--metadata", type=Path, help="metadata table, when its name is not HAM10000_metadata.*")
+        return p
+
+    p = sub.add_parser("demo", help="write the SYNTHETIC demo dataset in HAM10000 layout")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--n", type=int, default=1500, help="about how many images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--masks", action="store_true", help="also write each image's lesion mask")
+    p.set_defaults(run=cmd_demo)
+
+    p = with_root(sub.add_parser("check", help="validate a dataset; exit 1 on any error"))
+    p.add_argument("--no-decode", action="store_true", help="skip decoding every image (faster)")
+    p.set_defaults(run=cmd_check)
+
+    p = with_root(sub.add_parser("split", help="lesion-wise stratified train/val/test split"), required=False)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=cmd_split)
+
+    p = with_root(sub.add_parser("stats", help="class and metadata figures, sample strip, stats.json"))
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(run=cmd_stats)
+
+    p = with_root(sub.add_parser("cache", help="pre-build the resized image cache"))
+    p.add_argument("--side", type=int, default=224)
+    p.add_argument("--cache-dir", type=Path)
+    p.set_defaults(run=cmd_cache)
+
+    p = sub.add_parser("download", help="HAM10000 from the Harvard Dataverse")
+    download.add_arguments(p)
+    p.set_defaults(run=download.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (DatasetError, ImageError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""Map a function over many items in worker processes, with a progress bar."""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def parallel_map(fn: Callable[[T], R], items: Sequence[T], desc: str, workers: int | None = None) -> list[R]:
+    """`[fn(x) for x in items]`, in order, spread over processes when there is enough work."""
+    workers = workers or min(len(os.sched_getaffinity(0)), 8)
+    chunksize = max(1, len(items) // (workers * 16))
+    progress = dict(total=len(items), desc=desc, unit="img", disable=None, leave=False)
+    if workers <= 1 or len(items) < 64:
+        return list(tqdm(map(fn, items), **progress))
+    with ProcessPoolExecutor(workers) as pool:
+        results: Iterable[R] = pool.map(fn, items, chunksize=chunksize)
+        return list(tqdm(results, **progress))
