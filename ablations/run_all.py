@@ -1,0 +1,142 @@
+"""Run every ablation arm as a Ray Tune sweep of Ray Train runs: `python ablations/run_all.py`.
+
+With no --data-root it builds the SYNTHETIC demo dataset once (data/demo) and runs the
+demo profile on the local CPUs in minutes. With --data-root DIR it runs the full
+profile on that dataset. Results follow DESIGN.md's contract under RESULTS/<name>/.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # `python ablations/run_all.py` from anywhere; local Ray workers inherit it
+
+import ray  # noqa: E402
+
+from core.config import ConfigError, parse_overrides  # noqa: E402
+from core.data.demo import make_demo_dataset  # noqa: E402
+from core.data.metadata import DatasetError, find_metadata  # noqa: E402
+from ray_jobs import storage  # noqa: E402
+from ray_jobs.arms import load_arms  # noqa: E402
+from ray_jobs.resources import resolve  # noqa: E402
+from ray_jobs.sweep import SWEEP_FILE, Sweep, check_data, run, start  # noqa: E402
+
+DEMO_SIZES = {"smoke": 200, "demo": 1500, "full": 1500}  # images in the demo dataset each profile builds
+# What defines a sweep: --resume takes all of it from the sweep's sweep.json.
+SWEEP_ARGS = ("data_root", "demo_data", "profile", "arms", "samples", "scheduler", "set", "skip_bad_images",
+              "split_seed", "retries", "workers_per_trial", "cpus_per_worker", "gpus_per_worker", "max_concurrent")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python ablations/run_all.py", description=__doc__.split("\n\n")[0])
+    data = p.add_argument_group("data and profile")
+    data.add_argument("--data-root", help="HAM10000-format dataset (same path on every node); "
+                                          "default: the synthetic demo dataset")
+    data.add_argument("--demo-data", type=Path, help="where the demo dataset is built once "
+                                                     "(default data/demo, data/demo_smoke for --profile smoke)")
+    data.add_argument("--profile", help="demo | smoke | full (default: full with --data-root, else demo)")
+    data.add_argument("--skip-bad-images", action="store_true", default=None,
+                      help="drop the rows `python -m core.data check` reports as errors")
+    data.add_argument("--split-seed", type=int, help="seed of the one lesion-wise split all arms share (default 0)")
+    sweep = p.add_argument_group("sweep")
+    sweep.add_argument("--arms", nargs="+", help="arms to run (default: every ablations/configs/*.yaml)")
+    sweep.add_argument("--samples", type=int, help="hyperparameter samples per arm (default 1: the config as written)")
+    sweep.add_argument("--scheduler", choices=["asha", "fifo"], help="asha (per arm, default) or fifo (no stopping)")
+    sweep.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="override config keys of every arm")
+    sweep.add_argument("--retries", type=int, help="Tune-level retries of a failed trial (default 2)")
+    out = p.add_argument_group("results")
+    out.add_argument("--results", default="results", help="local folder or storage URI (s3://...) (default results)")
+    out.add_argument("--name", help="the sweep's folder under --results (default: the profile)")
+    out.add_argument("--resume", action="store_true", help="continue the interrupted sweep RESULTS/NAME")
+    cluster = p.add_argument_group("cluster")
+    cluster.add_argument("--address", help="join a running Ray cluster (default: start one on this machine)")
+    cluster.add_argument("--workers-per-trial", type=int, help="DDP workers per trial (default 1)")
+    cluster.add_argument("--cpus-per-worker", type=float, help="default 1, or CPUs / GPUs on a GPU cluster")
+    cluster.add_argument("--gpus-per-worker", type=float, help="fractions share a GPU (default 1 if the cluster "
+                                                               "has GPUs, else 0)")
+    cluster.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as the cluster holds "
+                                                            "now; 0 = no limit, for autoscaling clusters)")
+    return p
+
+
+def demo_data(path: Path, n: int) -> Path:
+    """The synthetic demo dataset at `path`, built once (into a temporary folder, then renamed)."""
+    try:
+        find_metadata(path)
+        return path
+    except DatasetError:
+        pass
+    print(f"building the SYNTHETIC demo dataset ({n} images) in {path} (once)", flush=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    make_demo_dataset(tmp, n=n)
+    os.replace(tmp, path)
+    return path
+
+
+def new_sweep(args: argparse.Namespace, results: str, profile: str) -> tuple[Sweep, dict, None]:
+    if storage.exists(storage.join(results, SWEEP_FILE)):
+        raise ConfigError(f"{results} already holds a sweep: pass --resume to continue it, or --name to start another")
+    if args.samples is not None and args.samples < 1:
+        raise ConfigError(f"--samples must be at least 1; got {args.samples}")
+    overrides = parse_overrides(args.set or []) | ({"skip_bad_images": True} if args.skip_bad_images else {})
+    sweep = Sweep(results=results, profile=profile, data_root="", arms=[], samples=args.samples or 1,
+                  scheduler=args.scheduler or "asha", overrides=overrides, split_seed=args.split_seed or 0,
+                  retries=2 if args.retries is None else args.retries)
+    run_configs = load_arms(args.arms, profile, sweep.run_overrides())  # unknown arm or profile: ConfigError
+    sweep.arms = list(run_configs)
+    if args.data_root:
+        sweep.data_root = os.path.abspath(args.data_root)
+    else:
+        default = REPO / "data" / ("demo_smoke" if profile == "smoke" else "demo")
+        sweep.data_root = str(demo_data((args.demo_data or default).resolve(), DEMO_SIZES[profile]))
+    return sweep, run_configs, None
+
+
+def resumed_sweep(args: argparse.Namespace, results: str) -> tuple[Sweep, dict, dict]:
+    given = [f"--{a.replace('_', '-')}" for a in SWEEP_ARGS if getattr(args, a) is not None]
+    if given:
+        raise ConfigError(f"--resume continues the sweep as it was started; drop {', '.join(given)}")
+    record_file = storage.join(results, SWEEP_FILE)
+    if not storage.exists(record_file):
+        raise ConfigError(f"nothing to resume: {record_file} does not exist")
+    record = storage.read_json(record_file)
+    sweep = Sweep.from_dict(record["settings"])
+    return sweep, load_arms(sweep.arms, sweep.profile, sweep.run_overrides()), record
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    profile = args.profile or ("full" if args.data_root else "demo")
+    results = storage.join(storage.location(args.results), args.name or profile)
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")  # a harmless warning per trial otherwise
+    try:
+        sweep, run_configs, record = resumed_sweep(args, results) if args.resume else new_sweep(args, results, profile)
+        facts, splits = check_data(sweep, run_configs, record)  # a bad dataset stops here, before any write
+        ray.init(address=args.address)
+        if sweep.resources is None:
+            sweep.resources = resolve(ray.cluster_resources(), args.workers_per_trial, args.cpus_per_worker,
+                                      args.gpus_per_worker, args.max_concurrent)
+        record = start(sweep, run_configs, facts, splits, record)
+    except (ConfigError, DatasetError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"sweep {results}: {len(sweep.arms)} arm(s) x {sweep.samples} sample(s), profile {sweep.profile}, "
+          f"{sweep.resources}", flush=True)
+    status, summary = run(sweep, run_configs, record)
+    columns = ["arm", "status", "test_acc", "test_macro_f1", "test_mel_recall", "selected_epoch", "wall_seconds"]
+    print(summary[columns].to_string(index=False))
+    if facts["synthetic_data"]:
+        print("SYNTHETIC demo data: these figures say nothing about HAM10000 or skin lesions.")
+    print(f"sweep {status}; results in {results}")
+    if status == "interrupted":
+        print(f"continue it with: python ablations/run_all.py --results {args.results} "
+              f"--name {results.rsplit('/', 1)[-1]} --resume")
+    print(f"dashboard: panel serve dashboards/app.py --args --results {results}")
+    return 0 if status == "finished" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

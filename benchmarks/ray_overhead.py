@@ -1,0 +1,118 @@
+"""What Ray costs on this machine: one arm's training speed with and without Ray Train, and a
+small demo sweep run one arm after another versus as a parallel Ray Tune sweep.
+
+    python benchmarks/ray_overhead.py [--data-root DIR] [--arm baseline] [--epochs 3]
+                                      [--sweep-arms baseline sampler]
+
+Training speed is `train_images_per_s` from history.csv (images over the epoch's own
+training seconds, so start-up is excluded), averaged over the epochs after the first.
+Every variant gets all the machine's CPUs: core alone uses them as torch threads; Ray
+Train gets them as one worker, or split between two DDP workers. Run by hand; the
+figures go in the README.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import pandas as pd  # noqa: E402
+import ray  # noqa: E402
+import ray.train  # noqa: E402
+import ray.train.torch  # noqa: E402
+
+from ablations.run_all import DEMO_SIZES, demo_data  # noqa: E402
+from core import io  # noqa: E402
+from core.config import RunConfig  # noqa: E402
+from core.data.dataset import load_dataset  # noqa: E402
+from core.data.split import lesion_split  # noqa: E402
+from core.train import fit  # noqa: E402
+from ray_jobs.arms import load_arms  # noqa: E402
+from ray_jobs.trainable import train_worker  # noqa: E402
+
+
+def images_per_s(run_dir: Path) -> float:
+    history = pd.read_csv(run_dir / "history.csv")
+    return float(history["train_images_per_s"].iloc[1:].mean() if len(history) > 1
+                 else history["train_images_per_s"].mean())
+
+
+def core_alone(cfg: RunConfig, data_root: str, out: Path) -> float:
+    fit(cfg, data_root, out)
+    return images_per_s(out)
+
+
+def ray_train(cfg: RunConfig, data_root: str, out: Path, workers: int, cpus: int) -> float:
+    trainer = ray.train.torch.TorchTrainer(
+        train_worker,
+        train_loop_config={"run_config": cfg.to_dict(), "data_root": data_root, "out": str(out)},
+        scaling_config=ray.train.ScalingConfig(num_workers=workers, resources_per_worker={"CPU": cpus / workers}),
+        run_config=ray.train.RunConfig(name=f"bench-{workers}", storage_path=str(out.parent / "ray")),
+    )
+    trainer.fit()
+    return images_per_s(out)
+
+
+def timed(fn, *args) -> tuple[float, float]:
+    start = time.perf_counter()
+    value = fn(*args)
+    return value, time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-root", help="dataset (default: the demo dataset, built once in data/demo)")
+    p.add_argument("--profile", default="demo")
+    p.add_argument("--arm", default="baseline")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--sweep-arms", nargs="*", default=["baseline", "sampler"],
+                   help="arms of the sequential-versus-parallel comparison (none: skip it)")
+    args = p.parse_args(argv)
+    data_root = args.data_root or str(demo_data(REPO / "data" / "demo", DEMO_SIZES["demo"]))
+    cpus = len(os.sched_getaffinity(0))
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+
+    with tempfile.TemporaryDirectory(prefix="ray-overhead-") as tmp:
+        tmp = Path(tmp)
+        ds = load_dataset(data_root)
+        splits_file = str(io.write_csv(tmp / "splits.csv", lesion_split(ds.metadata)))
+        overrides = {"epochs": args.epochs, "splits_file": splits_file}
+        cfg = load_arms([args.arm], args.profile, overrides)[args.arm]
+
+        speeds = {}
+        speeds["core alone"] = timed(core_alone, cfg, data_root, tmp / "core")
+        ray.init(num_cpus=cpus)
+        speeds["Ray Train, 1 worker"] = timed(ray_train, cfg, data_root, tmp / "ray1", 1, cpus)
+        speeds["Ray Train, 2 workers (DDP)"] = timed(ray_train, cfg, data_root, tmp / "ray2", 2, cpus)
+        ray.shutdown()
+
+        print(f"\n{args.arm}, {args.profile} profile, {args.epochs} epochs, {cpus} CPUs, {data_root}")
+        base = speeds["core alone"][0]
+        for name, (speed, wall) in speeds.items():
+            print(f"  {name:28s} {speed:7.1f} train img/s ({100 * speed / base:5.1f}% of core)  wall {wall:6.1f} s")
+
+        if args.sweep_arms:
+            configs = load_arms(args.sweep_arms, args.profile, {"splits_file": splits_file})
+            start = time.perf_counter()
+            for arm, arm_cfg in configs.items():
+                fit(arm_cfg, data_root, tmp / "sequential" / arm)
+            sequential = time.perf_counter() - start
+            start = time.perf_counter()
+            subprocess.run([sys.executable, str(REPO / "ablations" / "run_all.py"), "--data-root", data_root,
+                            "--profile", args.profile, "--arms", *args.sweep_arms, "--results", str(tmp / "sweep")],
+                           check=True, stdout=subprocess.DEVNULL)
+            parallel = time.perf_counter() - start
+            print(f"\n{len(configs)}-arm {args.profile} sweep ({', '.join(configs)}): one after another with core "
+                  f"{sequential:.0f} s; Ray Tune sweep (run_all.py defaults) {parallel:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Run a sweep on a Ray cluster as a Ray Job, follow its log, and exit with its status.
+
+    python -m ray_jobs.submit --address http://HEAD:8265 -- --data-root /shared/ham10000 --results s3://bucket/sweeps
+
+Everything after `--` goes to `ablations/run_all.py`, which runs on the head node in a
+copy of this repository (the job's working_dir). That copy is temporary: --results must
+be an absolute path on storage every node shares, or a URI, and --data-root absolute.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from ray.job_submission import JobStatus, JobSubmissionClient
+
+REPO = Path(__file__).resolve().parents[1]
+# Not uploaded with the code (Ray also leaves out .git, .venv and __pycache__). Anchored
+# patterns: .gitignore's unanchored `data/` would drop core/data too, so it is not used.
+EXCLUDES = ["/data", "/results", "/artifacts", ".pytest_cache", ".ruff_cache", "*.egg-info", "*.pyc"]
+PATH_ARGS = ("--results", "--data-root", "--demo-data")  # must name the same place on every node
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ray_jobs.submit", description=__doc__.split("\n\n")[0])
+    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS", "http://127.0.0.1:8265"),
+                   help="the cluster's dashboard address (default $RAY_ADDRESS or http://127.0.0.1:8265)")
+    p.add_argument("--no-pip", action="store_true",
+                   help="do not pip-install requirements.txt for the job (a cluster from cluster.yaml has them)")
+    p.add_argument("--no-wait", action="store_true", help="submit, print the job id and return")
+    p.add_argument("run_all_args", nargs=argparse.REMAINDER, help="-- then the arguments of ablations/run_all.py")
+    return p
+
+
+def check_paths(args: list[str]) -> None:
+    """The job runs in a temporary copy of the repository: relative result and data paths would vanish."""
+    given = {}
+    for i, arg in enumerate(args):
+        name, eq, value = arg.partition("=")
+        if name in PATH_ARGS:
+            given[name] = value if eq else (args[i + 1] if i + 1 < len(args) else "")
+    if "--results" not in given:
+        raise SystemExit("error: give --results (an absolute path on shared storage, or a URI such as s3://...): "
+                         "the job's working directory is a temporary copy")
+    for name, value in given.items():
+        if "://" not in value and not os.path.isabs(value):
+            raise SystemExit(f"error: {name} {value!r} must be absolute (or a URI): the job runs elsewhere")
+
+
+def runtime_env(pip: bool) -> dict:
+    from ray_jobs.sweep import git_commit
+
+    env = {"working_dir": str(REPO), "excludes": EXCLUDES,
+           "env_vars": {"DERMABLATE_GIT_COMMIT": git_commit() or ""}}  # the copy carries no .git
+    if pip:
+        env["pip"] = str(REPO / "requirements.txt")
+    return env
+
+
+async def follow(client: JobSubmissionClient, job_id: str) -> None:
+    async for lines in client.tail_job_logs(job_id):
+        print(lines, end="", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ["RAY_RUNTIME_ENV_IGNORE_GITIGNORE"] = "1"  # EXCLUDES decides what the job's copy leaves out
+    run_all_args = args.run_all_args[1:] if args.run_all_args[:1] == ["--"] else args.run_all_args
+    check_paths(run_all_args)
+    # 1. Connect to the cluster's job server (the dashboard).
+    client = JobSubmissionClient(args.address)
+    # 2. Submit: run_all.py in a copy of this repository, with its requirements.
+    job_id = client.submit_job(entrypoint=shlex.join(["python", "ablations/run_all.py", *run_all_args]),
+                               runtime_env=runtime_env(pip=not args.no_pip))
+    print(f"submitted {job_id} to {args.address}", flush=True)
+    if args.no_wait:
+        return 0
+    # 3. Follow its log to the end, then return its exit status.
+    asyncio.run(follow(client, job_id))
+    info = client.get_job_info(job_id)
+    print(f"job {job_id}: {info.status}", flush=True)
+    if info.driver_exit_code is not None:
+        return info.driver_exit_code
+    return 0 if info.status == JobStatus.SUCCEEDED else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""summary.csv while the sweep runs, and each arm's folder once all its samples are done.
+
+`SummaryCallback` is a Tune callback in the driver. When a trial starts, ends or fails,
+it rewrites summary.csv (one row per arm: pending, running, finished or failed). When
+every sample of an arm has ended, it settles the arm: with several samples, the best
+finished one (on the arm's own select_on, by core's selection key) moves from
+`<arm>/samples/<trial_id>/` into `<arm>/`, the others stay under `<arm>/samples/`.
+"""
+from __future__ import annotations
+
+import io
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from ray import tune
+from ray.tune.experiment import Trial
+
+from core.metrics import selection_key
+from core.results import summary_row, write_summary
+from ray_jobs import storage
+
+
+def ended(trial: Trial) -> bool:
+    """Finished, stopped by the scheduler, or failed for good; not just cleaned up at an interrupt."""
+    return trial.status == Trial.ERROR or bool(trial.last_result.get("done"))
+
+
+def settle(arm_dir: str, select_on: str) -> None:
+    """Move the best finished sample of an arm into the arm's folder (once)."""
+    if storage.exists(storage.join(arm_dir, "metrics.json")):
+        return
+    samples = storage.join(arm_dir, "samples")
+    scored = []
+    for name in storage.list_dirs(samples):
+        metrics_file = storage.join(samples, name, "metrics.json")
+        if storage.exists(metrics_file):
+            val = storage.read_json(metrics_file)["val"]
+            scored.append((selection_key(val, val["nll"], select_on), name))
+    if scored:
+        storage.move_dir(storage.join(samples, max(scored)[1]), arm_dir)
+
+
+def arm_row(arm: str, arm_dir: str, trials: list[Trial], running: Trial | None) -> dict:
+    status = ("failed" if trials and all(ended(t) for t in trials)
+              else "running" if any(t is running or t.status == Trial.RUNNING for t in trials) else "pending")
+    with tempfile.TemporaryDirectory() as local:  # summary_row reads a local metrics.json
+        metrics_file = storage.join(arm_dir, "metrics.json")
+        if storage.exists(metrics_file):
+            Path(local, "metrics.json").write_text(storage.read_text(metrics_file))
+            status = "finished"
+        wall = sum(t.last_result.get("time_total_s", 0.0) for t in trials)
+        return summary_row(arm, local, status, round(wall, 1))
+
+
+def read_summary(results: str) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(storage.read_text(storage.join(results, "summary.csv"))))
+
+
+class SummaryCallback(tune.Callback):
+    def __init__(self, results: str, select_on: dict[str, str], samples: int):
+        self.results, self.select_on, self.samples = results, select_on, samples
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.update(trials, running=trial)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.update(trials)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.update(trials)
+
+    def on_experiment_end(self, trials, **info):
+        self.update(trials)
+
+    def update(self, trials: list[Trial], running: Trial | None = None) -> None:
+        rows = []
+        for arm, select_on in self.select_on.items():
+            arm_dir = storage.join(self.results, arm)
+            mine = [t for t in trials if t.config["arm"] == arm]
+            if self.samples > 1 and mine and all(ended(t) for t in mine):
+                settle(arm_dir, select_on)
+            rows.append(arm_row(arm, arm_dir, mine, running))
+        with tempfile.TemporaryDirectory() as local:
+            storage.put_file(write_summary(local, rows), storage.join(self.results, "summary.csv"))

@@ -1,0 +1,200 @@
+"""The driver side of a sweep: shared inputs made once, then every arm's trials under Ray Tune.
+
+    RESULTS/<sweep>/
+      sweep.json, splits.csv, summary.csv   the results contract (DESIGN.md)
+      <arm>/ ...                            the arm's run folder (its best sample)
+      <arm>/samples/<trial_id>/             the other samples, with --samples K > 1
+      ray/tune/                             Tune's experiment state (for --resume)
+      ray/train/<arm>-<trial_id>/           each trial's Train run and its checkpoints
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import ray
+import timm
+import torch
+from ray import tune
+
+from core import io
+from core.config import RunConfig
+from core.data.check import cached_check, usable_metadata
+from core.data.dataset import load_dataset
+from core.data.metadata import DatasetError
+from core.data.split import lesion_split
+from core.data.transforms import IMAGENET_MEAN, IMAGENET_STD, stored_side
+from core.train import prepare_data
+from ray_jobs import storage
+from ray_jobs.resources import TRIAL_RESOURCES, Resources
+from ray_jobs.scheduler import make_scheduler
+from ray_jobs.search import param_space
+from ray_jobs.summary import SummaryCallback, read_summary
+from ray_jobs.trainable import run_trial
+
+SWEEP_FILE = "sweep.json"
+REPO = Path(__file__).resolve().parents[1]
+METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc", "val_macro_f1", "val_mel_recall"]
+
+
+@dataclass
+class Sweep:
+    """What defines a sweep; saved in sweep.json, so --resume continues the same one."""
+
+    results: str  # the sweep folder: absolute path or URI
+    profile: str
+    data_root: str
+    arms: list[str]
+    samples: int = 1
+    scheduler: str = "asha"
+    overrides: dict = field(default_factory=dict)
+    split_seed: int = 0
+    retries: int = 2  # Tune-level retries of a failed trial, each resuming from its checkpoint
+    resources: Resources | None = None
+
+    @property
+    def splits_file(self) -> str:
+        return storage.join(self.results, "splits.csv")
+
+    def run_overrides(self) -> dict:
+        """Every arm trains on the sweep's one split."""
+        return {**self.overrides, "splits_file": self.splits_file, "split_seed": self.split_seed}
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Sweep:
+        return cls(**{**values, "resources": Resources(**values["resources"]) if values["resources"] else None})
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def git_commit() -> str | None:
+    """The code's commit: $DERMABLATE_GIT_COMMIT (set by ray_jobs.submit), else git's HEAD."""
+    if os.environ.get("DERMABLATE_GIT_COMMIT"):
+        return os.environ["DERMABLATE_GIT_COMMIT"]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def check_data(sweep: Sweep, run_configs: dict[str, RunConfig], record: dict | None) -> tuple[dict, pd.DataFrame]:
+    """Check the dataset once and split it once; raises DatasetError before anything is written.
+
+    `record` is the sweep.json of a sweep being resumed: its data must not have changed.
+    """
+    cfg = next(iter(run_configs.values()))
+    ds = load_dataset(sweep.data_root)
+    report = cached_check(ds, cfg.cache_dir)
+    splits = lesion_split(usable_metadata(ds, report, cfg.skip_bad_images), seed=sweep.split_seed)
+    facts = {"data_fingerprint": ds.fingerprint(), "synthetic_data": ds.synthetic,
+             "excluded_images": len(report.excluded()), "split_sizes": splits["split"].value_counts().to_dict()}
+    if record and record["data_fingerprint"] != facts["data_fingerprint"]:
+        raise DatasetError(f"{sweep.data_root} changed since the sweep started (fingerprint "
+                           f"{record['data_fingerprint']}, now {facts['data_fingerprint']}); start a new sweep")
+    return facts, splits
+
+
+def build_caches(sweep: Sweep, run_configs: dict[str, RunConfig], splits_file: Path) -> None:
+    """Decode and resize once per image side the arms need, before any trial starts.
+
+    core's own prepare_data builds them, so the cache keys are the ones the trials look up.
+    """
+    by_side = {stored_side(c.image_size, c.random_resized_crop): c for c in run_configs.values() if c.cache}
+    for side, cfg in sorted(by_side.items()):
+        print(f"image cache at {side}px", flush=True)
+        # Real images only: baseline_synth's cVAE images are its trial's pre-step.
+        prepare_data(dataclasses.replace(cfg, splits_file=str(splits_file), synthetic="none"), sweep.data_root,
+                     IMAGENET_MEAN, IMAGENET_STD)
+
+
+def start(sweep: Sweep, run_configs: dict[str, RunConfig], facts: dict, splits: pd.DataFrame,
+          record: dict | None) -> dict:
+    """Build the image caches, then write splits.csv and sweep.json (a new one, or the resumed one's)."""
+    with tempfile.TemporaryDirectory() as local:
+        splits_file = io.write_csv(Path(local, "splits.csv"), splits)
+        build_caches(sweep, run_configs, splits_file)
+        if not storage.exists(sweep.splits_file):
+            storage.put_file(splits_file, sweep.splits_file)
+    record = record or {
+        "profile": sweep.profile,
+        "data_root": sweep.data_root,
+        **facts,
+        "split_seed": sweep.split_seed,
+        "arms": sweep.arms,
+        "samples": sweep.samples,
+        "git_commit": git_commit(),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__,
+                     "ray": ray.__version__},
+        "started": now(),
+        "runs": [],  # one entry per start or --resume
+        "settings": sweep.to_dict(),
+    }
+    record.update(status="running", ended=None)
+    record["runs"].append({"started": now(), "ray_address": ray.get_runtime_context().gcs_address})
+    storage.write_json(storage.join(sweep.results, SWEEP_FILE), record)
+    return record
+
+
+def make_tuner(sweep: Sweep, run_configs: dict[str, RunConfig]) -> tune.Tuner:
+    """A new Tuner, or the interrupted one restored from the sweep's Tune state."""
+    trainable = tune.with_resources(run_trial, TRIAL_RESOURCES)
+    experiment = storage.join(sweep.results, "ray", "tune")
+    if tune.Tuner.can_restore(experiment):
+        # Finished trials stay finished; unfinished and failed ones start again, and their
+        # Train runs resume from their last checkpoints.
+        return tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=True)
+    configs = {arm: cfg.to_dict() for arm, cfg in run_configs.items()}
+    res = sweep.resources
+    constants = {"results": sweep.results, "data_root": sweep.data_root, "samples": sweep.samples,
+                 "workers": res.workers, "cpus_per_worker": res.cpus_per_worker,
+                 "gpus_per_worker": res.gpus_per_worker}
+    params = ["arm"] + (["lr", "weight_decay", "mel_multiplier"] if sweep.samples > 1 else [])
+    return tune.Tuner(
+        trainable,
+        param_space=param_space(configs, sweep.samples, constants),
+        tune_config=tune.TuneConfig(
+            num_samples=sweep.samples,
+            scheduler=make_scheduler(sweep.scheduler, configs, sweep.samples),
+            max_concurrent_trials=res.max_concurrent or None,
+            reuse_actors=True,  # a finished trial's process (torch and core imported) runs the next trial
+            trial_name_creator=lambda trial: f"{trial.config['arm']}_{trial.trial_id}",
+            trial_dirname_creator=lambda trial: f"{trial.config['arm']}_{trial.trial_id}",
+        ),
+        run_config=tune.RunConfig(
+            name="tune",
+            storage_path=storage.join(sweep.results, "ray"),
+            failure_config=tune.FailureConfig(max_failures=sweep.retries),
+            verbose=1,  # the progress table, not every result
+            progress_reporter=tune.CLIReporter(parameter_columns=params, metric_columns=METRIC_COLUMNS,
+                                               max_report_frequency=30),
+            callbacks=[SummaryCallback(sweep.results, {a: c.select_on for a, c in run_configs.items()},
+                                       sweep.samples)],
+        ),
+    )
+
+
+def run(sweep: Sweep, run_configs: dict[str, RunConfig], record: dict) -> tuple[str, pd.DataFrame]:
+    """Run (or resume) the sweep; returns its status and summary table."""
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's CLIReporter table (the newer output ignores it)
+    make_tuner(sweep, run_configs).fit()
+    summary = read_summary(sweep.results)
+    statuses = set(summary["status"])
+    status = ("finished" if statuses == {"finished"} else "interrupted" if statuses & {"pending", "running"}
+              else "failed")
+    record.update(status=status, ended=now())
+    record["runs"][-1]["ended"] = record["ended"]
+    storage.write_json(storage.join(sweep.results, SWEEP_FILE), record)
+    return status, summary

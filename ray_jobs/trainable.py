@@ -1,0 +1,109 @@
+"""One Tune trial = one sample of one arm: a Ray Train DDP run of `core.train.fit`.
+
+The trial function (`run_trial`) holds no CPU. It builds a `TorchTrainer` whose workers
+each run `train_worker`: core's own loop, which wraps the model in DDP, shards with its
+own samplers (the weighted one stays rebalanced on every rank), gathers evaluation
+predictions, and writes from rank 0 only. Every epoch is reported to Ray Train with a
+checkpoint; `TuneReportCallback` forwards rank 0's metrics to Tune.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import ray
+import ray.train
+import ray.train.torch
+import ray.tune
+import torch
+from ray.train import Checkpoint
+from ray.tune.integration.ray_train import TuneReportCallback
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from core.config import RunConfig, from_dict
+from core.train import fit
+from ray_jobs import faults, storage
+from ray_jobs.arms import PRE_STEPS
+
+STATE_FILE = "state.pt"  # the checkpoint dict core hands to on_epoch_end
+SAMPLED = ("lr", "weight_decay", "mel_multiplier")  # trial config keys that override the arm's config
+
+
+def train_worker(config: dict) -> None:
+    """Runs on every Train worker, inside the process group Ray Train set up."""
+    rank = ray.train.get_context().get_world_rank()
+
+    # 1. Resume: a retried trial's Train run (same name) hands back its latest checkpoint.
+    checkpoint = ray.train.get_checkpoint()
+    resume = None
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            resume = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
+
+    with tempfile.TemporaryDirectory(prefix="dermablate-run-") as run_dir, \
+            storage.local_copy(config["run_config"]["splits_file"]) as splits_file:
+        cfg = from_dict({**config["run_config"], "splits_file": splits_file})
+
+        def report(epoch: int, row: dict, state: dict) -> None:
+            faults.maybe_kill(epoch)
+            if rank != 0:
+                ray.train.report(row)  # every rank reports: it is a barrier
+                return
+            storage.put_dir(run_dir, config["out"])  # history.csv visible while the run goes on
+            # 2. Checkpoint every epoch: rank 0 saves core's state, Ray persists it to storage.
+            with tempfile.TemporaryDirectory() as folder:
+                torch.save(state, Path(folder) / STATE_FILE)
+                ray.train.report(row, checkpoint=Checkpoint.from_directory(folder))
+
+        # 3. core's loop on this rank; rank 0 writes the run folder, then publishes it.
+        fit(cfg, config["data_root"], run_dir, resume=resume, device=ray.train.torch.get_device(),
+            on_epoch_end=report)
+        if rank == 0:
+            storage.put_dir(run_dir, config["out"])
+
+
+def trial_config(config: dict) -> RunConfig:
+    """The arm's resolved config with this trial's sampled hyperparameters on top."""
+    return from_dict({**config["arm_config"], **{k: config[k] for k in SAMPLED if k in config}})
+
+
+def run_trial(config: dict) -> None:
+    """The Tune function trainable: one TorchTrainer run for one sample of one arm."""
+    sweep, arm = config["sweep"], config["arm"]
+    trial_id = ray.tune.get_context().get_trial_id()
+    arm_dir = storage.join(sweep["results"], arm)
+    out = arm_dir if sweep["samples"] == 1 else storage.join(arm_dir, "samples", trial_id)
+    # A sample already written (or its arm already settled) is not trained again, even if
+    # Tune's experiment state was saved before it finished and the sweep was resumed.
+    if any(storage.exists(storage.join(folder, "metrics.json")) for folder in {out, arm_dir}):
+        return
+    cfg = trial_config(config)
+    resources = {"CPU": sweep["cpus_per_worker"]}
+    if sweep["gpus_per_worker"]:
+        resources["GPU"] = sweep["gpus_per_worker"]
+
+    if arm in PRE_STEPS:
+        # 0. What the arm needs first (baseline_synth: its cVAE), as a task on one worker's resources,
+        # outside this trial's placement group (which holds no CPU).
+        step = ray.remote(PRE_STEPS[arm]).options(
+            num_cpus=resources["CPU"], num_gpus=resources.get("GPU", 0),
+            scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=None))
+        ray.get(step.remote(cfg, sweep["data_root"]))
+
+    trainer = ray.train.torch.TorchTrainer(
+        train_worker,
+        train_loop_config={"run_config": cfg.to_dict(), "data_root": sweep["data_root"], "out": out},
+        # 1. N DDP workers; Ray starts the process group (NCCL on GPUs, gloo on CPUs).
+        scaling_config=ray.train.ScalingConfig(num_workers=sweep["workers"], use_gpu=bool(sweep["gpus_per_worker"]),
+                                               resources_per_worker=resources),
+        run_config=ray.train.RunConfig(
+            # 2. One run name per trial: a Tune-level retry resumes it from its last checkpoint.
+            name=f"{arm}-{trial_id}",
+            storage_path=storage.join(sweep["results"], "ray", "train"),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+            failure_config=ray.train.FailureConfig(max_failures=0),  # retries belong to Tune
+            # 3. Forward rank 0's metrics of every epoch to this Tune trial.
+            callbacks=[TuneReportCallback()],
+        ),
+    )
+    trainer.fit()

@@ -1,0 +1,199 @@
+"""The sweep's parts that need no running Ray: arms, search space, scheduling, resources, storage."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search.variant_generator import generate_variants
+
+from core.config import ConfigError
+from ray_jobs import storage
+from ray_jobs.arms import CONFIG_DIR, available, load_arms
+from ray_jobs.resources import Resources, resolve
+from ray_jobs.scheduler import PerArmScheduler, make_scheduler
+from ray_jobs.search import LR, MEL_MULTIPLIER, WEIGHT_DECAY, param_space
+from ray_jobs.submit import check_paths
+from ray_jobs.summary import settle
+
+
+# ------------------------------------------------------------------------- arms
+
+
+def test_every_config_file_is_an_arm(tmp_path):
+    assert available() == sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "new_arm.yaml").write_text("backbone: resnet10t\n")
+    assert available(tmp_path) == ["new_arm"]  # a colleague's new config file is a new arm
+
+
+def test_arms_load_with_profile_and_overrides():
+    configs = load_arms(["baseline", "sampler"], "smoke", {"epochs": 3})
+    assert list(configs) == ["baseline", "sampler"]
+    assert configs["sampler"].sampler and configs["baseline"].epochs == 3
+    assert configs["baseline"].backbone == "test_efficientnet"  # from profiles/smoke.yaml
+
+
+@pytest.mark.parametrize("arms, profile, message", [
+    (["baseline", "no_such_arm"], "smoke", "unknown arm(s) no_such_arm; available: "),
+    (["baseline"], "tiny", "unknown profile 'tiny'"),
+])
+def test_unknown_arm_or_profile_is_refused(arms, profile, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_arms(arms, profile, {})
+
+
+# ------------------------------------------------------------------------- search space
+
+
+def sampled(samples: int, rounds: int = 1) -> list[dict]:
+    configs = {"plain": {"mel_multiplier": 1.0, "lr": 3e-4}, "mel": {"mel_multiplier": 2.0, "lr": 3e-4}}
+    space = param_space(configs, samples, {"results": "/r"})
+    return [config for _ in range(rounds) for _, config in generate_variants(space)]
+
+
+def test_one_sample_runs_each_arm_as_written():
+    trials = sampled(1)
+    assert [t["arm"] for t in trials] == ["plain", "mel"]
+    assert all(set(t) == {"arm", "arm_config", "sweep"} for t in trials)
+    assert trials[1]["arm_config"] == {"mel_multiplier": 2.0, "lr": 3e-4}
+
+
+def test_samples_draw_lr_and_weight_decay_and_the_mel_multiplier_only_where_used():
+    trials = sampled(2, rounds=20)
+    for t in trials:
+        assert LR[0] <= t["lr"] <= LR[1] and WEIGHT_DECAY[0] <= t["weight_decay"] <= WEIGHT_DECAY[1]
+    mel = [t["mel_multiplier"] for t in trials if t["arm"] == "mel"]
+    assert all(MEL_MULTIPLIER[0] <= m <= MEL_MULTIPLIER[1] for m in mel) and len(set(mel)) == len(mel)
+    assert {t["mel_multiplier"] for t in trials if t["arm"] == "plain"} == {1.0}
+
+
+# ------------------------------------------------------------------------- scheduling
+
+
+def trial(arm: str, n: int) -> SimpleNamespace:
+    return SimpleNamespace(trial_id=f"{arm}_{n}", config={"arm": arm})
+
+
+RUN_CONFIGS = {"f1_arm": {"select_on": "val_macro_f1", "epochs": 4},
+               "recall_arm": {"select_on": "val_mel_recall", "epochs": 4}}
+
+
+def test_one_sample_or_fifo_stops_nothing():
+    assert type(make_scheduler("asha", RUN_CONFIGS, samples=1)) is FIFOScheduler
+    assert type(make_scheduler("fifo", RUN_CONFIGS, samples=4)) is FIFOScheduler
+
+
+def test_each_arm_gets_its_own_asha_on_its_own_metric():
+    scheduler = make_scheduler("asha", RUN_CONFIGS, samples=4)
+    assert isinstance(scheduler, PerArmScheduler)
+    for arm, cfg in RUN_CONFIGS.items():
+        asha = scheduler.schedulers[arm]
+        assert isinstance(asha, AsyncHyperBandScheduler)
+        assert (asha._metric, asha._time_attr, asha._max_t) == (cfg["select_on"], "epoch", cfg["epochs"])
+
+
+def test_a_trial_is_compared_only_with_its_own_arm():
+    scheduler = make_scheduler("asha", RUN_CONFIGS, samples=2)
+    assert scheduler.set_search_properties(None, None)
+    good_f1, bad_f1, recall = trial("f1_arm", 0), trial("f1_arm", 1), trial("recall_arm", 0)
+    for t in (good_f1, bad_f1, recall):
+        scheduler.on_trial_add(None, t)
+
+    def result(t, value):
+        return scheduler.on_trial_result(None, t, {"epoch": 1, RUN_CONFIGS[t.config["arm"]]["select_on"]: value})
+
+    assert result(good_f1, 0.9) == TrialScheduler.CONTINUE
+    # Far below the f1 arm's trial, but the only one of its arm: nothing to compare it with.
+    assert result(recall, 0.1) == TrialScheduler.CONTINUE
+    assert result(bad_f1, 0.2) == TrialScheduler.STOP
+
+
+def test_the_last_epoch_is_not_a_stop():
+    scheduler = make_scheduler("asha", RUN_CONFIGS, samples=2)
+    only = trial("f1_arm", 0)
+    scheduler.on_trial_add(None, only)
+    # Reaching max_t must leave the trial running: it still evaluates and writes its results.
+    assert scheduler.on_trial_result(None, only, {"epoch": 4, "val_macro_f1": 0.5}) == TrialScheduler.CONTINUE
+
+
+# ------------------------------------------------------------------------- resources
+
+
+def test_cpu_only_cluster_defaults_to_one_single_cpu_worker_per_trial():
+    assert resolve({"CPU": 2.0, "memory": 1e10}) == Resources(1, 1.0, 0.0, max_concurrent=2)
+
+
+def test_gpu_cluster_defaults_to_one_gpu_per_worker_and_shares_the_cpus():
+    assert resolve({"CPU": 32.0, "GPU": 4.0}) == Resources(1, 8.0, 1.0, max_concurrent=4)
+
+
+def test_fractional_gpus_and_ddp_workers():
+    assert resolve({"CPU": 16.0, "GPU": 2.0}, workers=2, cpus_per_worker=2, gpus_per_worker=0.5) == \
+        Resources(2, 2, 0.5, max_concurrent=2)
+    assert resolve({"CPU": 2.0}, workers=2).max_concurrent == 1
+
+
+def test_max_concurrent_can_be_lifted_for_autoscaling_clusters():
+    assert resolve({"CPU": 4.0}, max_concurrent=0).max_concurrent == 0
+
+
+# ------------------------------------------------------------------------- storage and settling
+
+
+def test_put_file_replaces_whole_files(tmp_path):
+    src = tmp_path / "src.txt"
+    src.write_text("new")
+    dest = storage.join(str(tmp_path), "out", "dest.txt")
+    storage.put_file(src, dest)
+    assert storage.read_text(dest) == "new"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["dest.txt"]  # no temporary left
+
+
+def test_storage_accepts_file_uris(tmp_path):
+    uri = f"file://{tmp_path}/sweep"
+    storage.write_json(storage.join(uri, "sweep.json"), {"status": "running"})
+    assert storage.read_json(storage.join(uri, "sweep.json")) == {"status": "running"}
+    assert storage.list_dirs(f"file://{tmp_path}") == ["sweep"]
+    with storage.local_copy(storage.join(uri, "sweep.json")) as local:
+        assert json.loads(Path(local).read_text()) == {"status": "running"}
+
+
+def write_sample(arm_dir: Path, name: str, f1: float, nll: float) -> None:
+    folder = arm_dir / "samples" / name
+    folder.mkdir(parents=True)
+    val = {"macro_f1": f1, "accuracy": 0.5, "nll": nll, "per_class": {"mel": {"recall": 0.5}}}
+    (folder / "metrics.json").write_text(json.dumps({"val": val}))
+    (folder / "best.pt").write_text(name)
+
+
+def test_settle_moves_the_best_sample_into_the_arm_folder(tmp_path):
+    arm = tmp_path / "baseline"
+    write_sample(arm, "t0", f1=0.6, nll=1.0)
+    write_sample(arm, "t1", f1=0.7, nll=2.0)
+    write_sample(arm, "t2", f1=0.7, nll=1.5)  # as good on macro-F1, lower val loss: core's tie-break
+    (arm / "samples" / "stopped").mkdir()  # stopped by ASHA: no metrics.json
+    settle(str(arm), "val_macro_f1")
+    assert (arm / "best.pt").read_text() == "t2"
+    assert sorted(p.name for p in (arm / "samples").iterdir()) == ["stopped", "t0", "t1"]
+    settle(str(arm), "val_macro_f1")  # settled once: a second call changes nothing
+    assert (arm / "best.pt").read_text() == "t2"
+
+
+# ------------------------------------------------------------------------- job submission
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--profile", "smoke"], "give --results"),
+    (["--results", "results"], "--results 'results' must be absolute"),
+    (["--results=/shared/r", "--data-root", "data/ham"], "--data-root 'data/ham' must be absolute"),
+])
+def test_submit_refuses_paths_the_job_cannot_see(args, message):
+    with pytest.raises(SystemExit, match=message):
+        check_paths(args)
+
+
+def test_submit_accepts_absolute_paths_and_uris():
+    check_paths(["--results", "s3://bucket/sweeps", "--data-root=/shared/ham10000"])
