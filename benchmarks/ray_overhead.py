@@ -1,7 +1,7 @@
 """What Ray costs on this machine: one arm's training speed with and without Ray Train, and a
 small demo sweep run one arm after another versus as a parallel Ray Tune sweep.
 
-    python benchmarks/ray_overhead.py [--data-root DIR] [--arm baseline] [--epochs 3]
+    python benchmarks/ray_overhead.py [--data-root DIR] [--arm baseline] [--epochs 2]
                                       [--sweep-arms baseline sampler]
 
 Training speed is `train_images_per_s` from history.csv (images over the epoch's own
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", help="dataset (default: the demo dataset, built once in data/demo)")
     p.add_argument("--profile", default="demo")
     p.add_argument("--arm", default="baseline")
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=2, help="epochs of every run, the sweep's included")
     p.add_argument("--sweep-arms", nargs="*", default=["baseline", "sampler"],
                    help="arms of the sequential-versus-parallel comparison (none: skip it)")
     args = p.parse_args(argv)
@@ -99,18 +99,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:28s} {speed:7.1f} train img/s ({100 * speed / base:5.1f}% of core)  wall {wall:6.1f} s")
 
         if args.sweep_arms:
-            configs = load_arms(args.sweep_arms, args.profile, {"splits_file": splits_file})
+            configs = load_arms(args.sweep_arms, args.profile, overrides)
             start = time.perf_counter()
             for arm, arm_cfg in configs.items():
                 fit(arm_cfg, data_root, tmp / "sequential" / arm)
             sequential = time.perf_counter() - start
             start = time.perf_counter()
             subprocess.run([sys.executable, str(REPO / "ablations" / "run_all.py"), "--data-root", data_root,
-                            "--profile", args.profile, "--arms", *args.sweep_arms, "--results", str(tmp / "sweep")],
-                           check=True, stdout=subprocess.DEVNULL)
+                            "--profile", args.profile, "--arms", *args.sweep_arms, "--set", f"epochs={args.epochs}",
+                            "--results", str(tmp / "sweep")], check=True, stdout=subprocess.DEVNULL)
             parallel = time.perf_counter() - start
-            print(f"\n{len(configs)}-arm {args.profile} sweep ({', '.join(configs)}): one after another with core "
-                  f"{sequential:.0f} s; Ray Tune sweep (run_all.py defaults) {parallel:.0f} s")
+            print(f"\n{len(configs)}-arm {args.profile} sweep ({', '.join(configs)}, {args.epochs} epochs): one after "
+                  f"another with core {sequential:.0f} s; Ray Tune sweep (run_all.py defaults) {parallel:.0f} s")
     return 0
 
 
