@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # `python ablations/run_all.py` from anywhere; local Ray workers inherit it
+sys.path.insert(0, str(REPO))  # `python ablations/run_all.py` from anywhere
 
 import ray  # noqa: E402
 
@@ -24,7 +24,7 @@ from ray_jobs.arms import load_arms  # noqa: E402
 from ray_jobs.resources import resolve  # noqa: E402
 from ray_jobs.sweep import SWEEP_FILE, Sweep, check_data, run, start  # noqa: E402
 
-DEMO_SIZES = {"smoke": 200, "demo": 1500, "full": 1500}  # images in the demo dataset each profile builds
+DEMO_SIZES = {"smoke": 200, "demo": 1000, "full": 1000}  # images in the demo dataset each profile builds
 # What defines a sweep: --resume takes all of it from the sweep's sweep.json.
 SWEEP_ARGS = ("data_root", "demo_data", "profile", "arms", "samples", "scheduler", "set", "skip_bad_images",
               "split_seed", "retries", "workers_per_trial", "cpus_per_worker", "gpus_per_worker", "max_concurrent")
@@ -115,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sweep, run_configs, record = resumed_sweep(args, results) if args.resume else new_sweep(args, results, profile)
         facts, splits = check_data(sweep, run_configs, record)  # a bad dataset stops here, before any write
-        ray.init(address=args.address)
+        # The workers of a Ray started here import this checkout (whatever the current folder);
+        # a job's workers have its working_dir, and a joined cluster needs the code at this path.
+        local = not (args.address or os.environ.get("RAY_ADDRESS"))
+        ray.init(address=args.address, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}} if local else None)
         if sweep.resources is None:
             sweep.resources = resolve(ray.cluster_resources(), args.workers_per_trial, args.cpus_per_worker,
                                       args.gpus_per_worker, args.max_concurrent)

@@ -8,6 +8,7 @@ offline Lite0 weights as core's benchmark run (built through core.model only so 
 weights match).
 """
 import argparse
+import glob
 import sys
 import time
 from pathlib import Path
@@ -49,7 +50,7 @@ def main():
     args = p.parse_args()
     torch.manual_seed(0)
 
-    paths = {f.stem: f for f in args.data_root.rglob("*.jpg")}
+    paths = {Path(f).stem: f for f in glob.glob(f"{args.data_root}/**/*.jpg", recursive=True)}  # follows links
     splits = pd.read_csv(args.splits)
     norm = T.Normalize([0.5] * 3, [0.5] * 3)
     train_tf = T.Compose([T.Resize((args.size, args.size)), T.RandomHorizontalFlip(), T.RandomVerticalFlip(),

@@ -6,9 +6,9 @@ small demo sweep run one arm after another versus as a parallel Ray Tune sweep.
 
 Training speed is `train_images_per_s` from history.csv (images over the epoch's own
 training seconds, so start-up is excluded), averaged over the epochs after the first.
-Every variant gets all the machine's CPUs: core alone uses them as torch threads; Ray
-Train gets them as one worker, or split between two DDP workers. Run by hand; the
-figures go in the README.
+Each Ray Train variant is compared with core alone on the same CPUs: all of them (as torch
+threads, one worker's or shared by two DDP workers), and one (the sweep's default trial on
+a CPU-only machine). Run by hand; the figures go in the README.
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ import pandas as pd  # noqa: E402
 import ray  # noqa: E402
 import ray.train  # noqa: E402
 import ray.train.torch  # noqa: E402
+import torch  # noqa: E402
 
 from ablations.run_all import DEMO_SIZES, demo_data  # noqa: E402
 from core import io  # noqa: E402
@@ -44,17 +45,19 @@ def images_per_s(run_dir: Path) -> float:
                  else history["train_images_per_s"].mean())
 
 
-def core_alone(cfg: RunConfig, data_root: str, out: Path) -> float:
+def core_alone(cfg: RunConfig, data_root: str, out: Path, threads: int) -> float:
+    torch.set_num_threads(threads)
     fit(cfg, data_root, out)
     return images_per_s(out)
 
 
 def ray_train(cfg: RunConfig, data_root: str, out: Path, workers: int, cpus: int) -> float:
+    """`workers` DDP workers sharing `cpus` CPUs (Ray gives each cpus / workers torch threads)."""
     trainer = ray.train.torch.TorchTrainer(
         train_worker,
         train_loop_config={"run_config": cfg.to_dict(), "data_root": data_root, "out": str(out)},
         scaling_config=ray.train.ScalingConfig(num_workers=workers, resources_per_worker={"CPU": cpus / workers}),
-        run_config=ray.train.RunConfig(name=f"bench-{workers}", storage_path=str(out.parent / "ray")),
+        run_config=ray.train.RunConfig(name=out.name, storage_path=str(out.parent / "ray")),
     )
     trainer.fit()
     return images_per_s(out)
@@ -86,17 +89,25 @@ def main(argv: list[str] | None = None) -> int:
         overrides = {"epochs": args.epochs, "splits_file": splits_file}
         cfg = load_arms([args.arm], args.profile, overrides)[args.arm]
 
-        speeds = {}
-        speeds["core alone"] = timed(core_alone, cfg, data_root, tmp / "core")
-        ray.init(num_cpus=cpus)
-        speeds["Ray Train, 1 worker"] = timed(ray_train, cfg, data_root, tmp / "ray1", 1, cpus)
-        speeds["Ray Train, 2 workers (DDP)"] = timed(ray_train, cfg, data_root, tmp / "ray2", 2, cpus)
+        # (name, function, arguments, the core row it is compared with); core runs before Ray starts
+        core = [(f"core alone, {cpus} threads", core_alone, (cfg, data_root, tmp / "core", cpus), None),
+                ("core alone, 1 thread", core_alone, (cfg, data_root, tmp / "core1", 1), None)]
+        with_ray = [
+            (f"Ray Train, 1 worker x {cpus} CPUs", ray_train, (cfg, data_root, tmp / "ray1", 1, cpus), 0),
+            (f"Ray Train, 2 workers x {cpus // 2} CPU", ray_train, (cfg, data_root, tmp / "ray2", 2, cpus), 0),
+            ("Ray Train, 1 worker x 1 CPU", ray_train, (cfg, data_root, tmp / "ray1x1", 1, 1), 1),
+        ]
+        speeds = [timed(fn, *fn_args) for _, fn, fn_args, _ in core]
+        torch.set_num_threads(cpus)
+        ray.init(num_cpus=cpus, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+        speeds += [timed(fn, *fn_args) for _, fn, fn_args, _ in with_ray]
         ray.shutdown()
+        variants = core + with_ray
 
         print(f"\n{args.arm}, {args.profile} profile, {args.epochs} epochs, {cpus} CPUs, {data_root}")
-        base = speeds["core alone"][0]
-        for name, (speed, wall) in speeds.items():
-            print(f"  {name:28s} {speed:7.1f} train img/s ({100 * speed / base:5.1f}% of core)  wall {wall:6.1f} s")
+        for (name, _, _, base), (speed, wall) in zip(variants, speeds):
+            versus = f"{100 * speed / speeds[base][0]:5.1f}% of core" if base is not None else " " * 15
+            print(f"  {name:32s} {speed:7.1f} train img/s  {versus}  wall {wall:6.1f} s")
 
         if args.sweep_arms:
             configs = load_arms(args.sweep_arms, args.profile, overrides)

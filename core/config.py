@@ -66,6 +66,8 @@ class RunConfig:
     patience: int = 0  # stop after this many epochs without a better selection metric; 0 = off
     select_on: str = "val_macro_f1"  # val_macro_f1 | val_acc | val_mel_recall
     seed: int = 0
+    # evaluation
+    bootstrap_replicates: int = 1000  # lesion-level bootstrap replicates of the test intervals
     # hardware
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # bf16 (or fp16 with a grad scaler) on CUDA; ignored on CPU
@@ -84,7 +86,7 @@ CHOICES = {
     "cvae_resolution": CVAE_RESOLUTIONS,
 }
 POSITIVE = ("image_size", "epochs", "batch_size", "lr", "synthetic_target", "cvae_epochs", "cvae_latent",
-            "cvae_beta")
+            "cvae_beta", "bootstrap_replicates")
 NON_NEGATIVE = ("dropout", "mel_multiplier", "label_smoothing", "focal_gamma", "weight_decay",
                 "warmup_epochs", "grad_clip", "patience", "num_workers", "cvae_kl_warmup")
 FRACTIONS = ("synthetic_target", "cvae_kl_warmup")  # at most 1

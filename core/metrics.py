@@ -1,7 +1,8 @@
 """Evaluation: classification metrics, melanoma operating points, predictions files.
 
-Every figure in metrics.json is a function of predictions_val.csv and
-predictions_test.csv: `evaluate_run(read_predictions(val)[2], read_predictions(test)[2])`
+Every figure in metrics.json is a function of predictions_val.csv, predictions_test.csv
+and (for the lesion-level intervals and subgroups) the test images' metadata rows:
+`evaluate_run(read_predictions(val)[2], read_predictions(test)[2], test_info, replicates, seed)`
 recomputes it.
 """
 
@@ -22,7 +23,10 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from core.bootstrap import REPLICATES, confidence_intervals
+from core.calibration import calibration_report
 from core.labels import CLASS_INDEX, CLASSES, MEL, NUM_CLASSES, PROB_COLUMNS
+from core.subgroups import subgroup_columns, subgroup_report
 
 LABELS = list(range(NUM_CLASSES))
 PREDICTION_COLUMNS = ("image_id", "dx", *PROB_COLUMNS)
@@ -263,12 +267,31 @@ def _validated(frame: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarray
     return y_true, probs
 
 
-def evaluate_run(pred_val: pd.DataFrame, pred_test: pd.DataFrame) -> dict:
-    """The content of metrics.json, from the validation and test predictions."""
+def evaluate_run(pred_val: pd.DataFrame, pred_test: pd.DataFrame, test_info: pd.DataFrame | None = None,
+                 replicates: int = REPLICATES, seed: int = 0) -> dict:
+    """The content of metrics.json, from the validation and test predictions.
+
+    `test_info` (the test images' metadata rows, indexed by image_id, with lesion_id) adds
+    lesion-level bootstrap intervals of the test figures and the subgroup table, seeded by `seed`.
+    """
     val_y, val_probs = _validated(pred_val, "validation predictions")
     test_y, test_probs = _validated(pred_test, "test predictions")
-    return {
+    points = operating_points(val_y, val_probs, test_y, test_probs)
+    result = {
         "val": classification_metrics(val_y, val_probs),
         "test": classification_metrics(test_y, test_probs),
-        "mel_operating_points": operating_points(val_y, val_probs, test_y, test_probs),
+        "mel_operating_points": points,
+        "calibration": calibration_report(val_y, val_probs, test_y, test_probs),
     }
+    if test_info is not None:
+        missing = pred_test.loc[~pred_test["image_id"].isin(test_info.index), "image_id"]
+        if len(missing):
+            raise ValueError(f"no metadata for {len(missing)} test image(s), e.g. {list(missing[:3])}")
+        info = test_info.loc[pred_test["image_id"]]
+        lesions = info["lesion_id"].astype(str).to_numpy()
+        thresholds = {f"mel_at_recall_{p['target_recall']:.2f}": p["threshold"]
+                      for p in points["chosen_on_val"] if p["threshold"] is not None}
+        result["test_intervals"] = confidence_intervals(test_y, test_probs, lesions, thresholds, replicates, seed)
+        result["subgroups"] = subgroup_report(test_y, test_probs, subgroup_columns(info.reset_index(drop=True)),
+                                              lesions, replicates, seed)
+    return result

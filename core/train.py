@@ -55,6 +55,7 @@ class Data:
     root: Path
     synthetic: bool
     fingerprint: str
+    test_info: pd.DataFrame | None = None  # the test images' metadata rows by image_id (intervals, subgroups)
     generated: SyntheticImages | None = None  # cVAE images appended to train (cfg.synthetic), else None
 
     def train_counts(self) -> list[int]:
@@ -86,7 +87,8 @@ def prepare_data(cfg: RunConfig, data_root: str | Path, mean, std) -> Data:
         parts[split] = LesionDataset(images, rows["dx"].map(CLASS_INDEX).to_numpy(), transform, ids)
     parts["train"], generated = add_synthetic(cfg, ds, splits, parts["train"], side)
     # Reaching here with errors means --skip-bad-images dropped them: excluded() lists them.
-    return Data(**parts, splits=splits, excluded=report.excluded(), root=ds.root.resolve(),
+    test_info = meta.set_index("image_id").loc[parts["test"].image_ids]
+    return Data(**parts, splits=splits, excluded=report.excluded(), root=ds.root.resolve(), test_info=test_info,
                 synthetic=ds.synthetic, fingerprint=ds.fingerprint(), generated=generated)
 
 
@@ -320,7 +322,7 @@ def _write_results(out: Path, cfg: RunConfig, data: Data, model: nn.Module, stat
               for name, p in probs.items()}
     for name, frame in frames.items():
         io.write_csv(out / f"predictions_{name}.csv", frame)
-    metrics = evaluate_run(frames["val"], frames["test"])
+    metrics = evaluate_run(frames["val"], frames["test"], data.test_info, cfg.bootstrap_replicates, cfg.seed)
     metrics.update({
         "selected_epoch": state["best"]["epoch"],
         "select_on": cfg.select_on,

@@ -96,6 +96,26 @@ def threshold_figure(curves: dict[str, pd.DataFrame], title: str, at: float | No
     return fig
 
 
+def reliability_figure(calibration: dict, title: str) -> Figure:
+    """Top-label reliability on test, before and after temperature scaling (fitted on validation)."""
+    fig = Figure(figsize=(5.5, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle=":", label="perfect calibration")
+    for when, marker in (("before", "o"), ("after", "s")):
+        bins = [b for b in calibration["reliability_test"][when] if b["n"]]
+        ece = calibration["test"][when]["ece"]
+        label = f"{when} (ECE {ece:.3f})" if when == "before" else \
+            f"after T = {calibration['temperature']:.2f} (ECE {ece:.3f})"
+        ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker=marker, label=label)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top-label probability)")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    return fig
+
+
 def recall_heatmap(table: pd.DataFrame, title: str) -> Figure:
     """Table 3 as a heatmap: arms (rows) by classes (columns), test recall."""
     values = table[list(CLASSES)].to_numpy(dtype=float)

@@ -4,7 +4,9 @@
 
 Table 2: overall test metrics per arm; Table 3: per-class test recall per arm; Table 4:
 melanoma operating points per arm (thresholds chosen on validation, and, labelled as
-leaking, chosen on test). Figures: confusion matrices, training curves, threshold curves,
+leaking, chosen on test); Table 5: test figures with lesion-level bootstrap intervals;
+Table 6: calibration (temperature fitted on validation); Table 7: flagged subgroups;
+Table 8: each arm minus baseline, paired. Figures: reliability diagrams, confusion matrices, training curves, threshold curves,
 Grad-CAM examples, dataset figures. Synthetic data is labelled at the top.
 """
 from __future__ import annotations
@@ -18,19 +20,44 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from core import io
+from core.bootstrap import REPLICATES
+from core.compare import compare_runs
 from core.metrics import threshold_curve
 from dashboards import figures
 from dashboards.cams import cam_images, outcome_table, report_examples
 from dashboards.datasets import write_dataset_figures
 from dashboards.reference import STUDY_OPERATING_POINT
-from dashboards.results import Sweep, arm_images, is_sweep, load_history, load_metrics, load_predictions, load_sweep
-from dashboards.tables import VARIANTS, operating_points_by_arm, overall_table, recall_table, study_comparison
+from dashboards.results import (
+    Sweep,
+    arm_images,
+    is_sweep,
+    load_config,
+    load_history,
+    load_metrics,
+    load_predictions,
+    load_sweep,
+)
+from dashboards.tables import (
+    SUBGROUP_COLUMNS,
+    VARIANTS,
+    calibration_by_arm,
+    intervals_by_arm,
+    operating_points_by_arm,
+    overall_table,
+    recall_table,
+    study_comparison,
+    subgroup_rows,
+)
 
 SYNTHETIC_BANNER = ("> **SYNTHETIC demo data.** This sweep ran on the built-in synthetic dataset, not HAM10000. "
                     "No figure in this report is a HAM10000 result or says anything about skin lesions.")
 UNKNOWN_BANNER = "> **Data origin unknown**: neither sweep.json nor any arm says whether the data was synthetic."
 INFO_KEYS = ("profile", "status", "data_root", "data_fingerprint", "split_seed", "git_commit", "started", "finished")
 
+
+REFERENCE_ARM = "baseline"  # Table 8 compares every arm with this one
+PAIRED_FIGURES = {"accuracy": "Δ test acc", "balanced_accuracy": "Δ bal. acc", "macro_f1": "Δ macro-F1",
+                  "recall_mel": "Δ mel recall", "mel_auc": "Δ mel AUC"}
 
 def markdown_table(frame: pd.DataFrame, digits: dict[str, int] | None = None) -> str:
     """A GitHub-flavoured Markdown table; floats with 4 decimals (or `digits[column]`), blanks as '-'."""
@@ -84,6 +111,7 @@ def build_report(sweep_dir: Path, out: Path, gradcam_examples: int = 4) -> Path:
         report.add("The sweep has no arms yet.")
         return report.write()
     _tables(report, metrics)
+    _paired(report, metrics)
     for arm in sweep.arms:
         _arm_figures(report, arm, metrics[arm])
     _threshold_curves(report, metrics)
@@ -129,6 +157,52 @@ def _tables(report: Report, metrics: dict[str, dict | None]) -> None:
                markdown_table(operating_points_by_arm(metrics, "chosen_on_test")))
     if real:
         report.add(f"Source study: {STUDY_OPERATING_POINT}.")
+    report.add("## Table 5: test figures with 95% intervals",
+               "Lesion-level bootstrap (lesions resampled with replacement, all images of each drawn lesion), "
+               "percentile intervals, seeded: estimate [low, high].",
+               markdown_table(intervals_by_arm(metrics)))
+    report.add("## Table 6: calibration",
+               "Temperature T fitted on validation (NLL); test ECE (15 bins), NLL and Brier before and after. "
+               "The operating points and Tables 2-5 use the uncalibrated probabilities.",
+               markdown_table(calibration_by_arm(metrics), {"T": 2}))
+    flagged = [rows.assign(arm=arm) for arm, m in metrics.items() if len(rows := subgroup_rows(m, flagged_only=True))]
+    report.add("## Table 7: subgroups whose melanoma recall is more than 10 points below the arm's overall",
+               markdown_table(pd.concat(flagged)[["arm", *SUBGROUP_COLUMNS[:-1]]]) if flagged
+               else "None flagged. The dashboard's arm tab lists every subgroup with its interval.")
+
+
+def _paired(report: Report, metrics: dict[str, dict | None], reference: str = REFERENCE_ARM) -> None:
+    """Table 8: every finished arm minus the reference arm on the shared test set, paired by lesion."""
+    if metrics.get(reference) is None:
+        return
+    replicates = (load_config(report.sweep.arm_dir(reference)) or {}).get("bootstrap_replicates", REPLICATES)
+    rows, results = [], {}
+    for arm, arm_metrics in metrics.items():
+        if arm == reference or arm_metrics is None:
+            continue
+        try:
+            result = compare_runs(report.sweep.arm_dir(reference), report.sweep.arm_dir(arm), replicates)
+        except (OSError, ValueError, KeyError) as e:
+            rows.append({"arm": arm, "note": f"not compared: {e}"})
+            continue
+        results[arm] = result
+        figures_ = result["figures"]
+        rows.append({"arm": arm, **{label: _signed_interval(figures_[key]) for key, label in PAIRED_FIGURES.items()},
+                     "McNemar p": result["mcnemar"]["exact_p_value"]})
+    if not rows:
+        return
+    io.write_json(report.out / f"paired_vs_{reference}.json", results)
+    report.add(f"## Table 8: each arm minus `{reference}` on the same test images",
+               f"Difference [95% interval] from a lesion-level paired bootstrap ({replicates} replicates: both arms "
+               "resampled with the same lesions), and McNemar's exact test on top-1 correctness. An interval that "
+               f"holds 0 does not separate the arms. All pairs: `paired_vs_{reference}.json`.",
+               markdown_table(pd.DataFrame(rows)))
+
+
+def _signed_interval(figure: dict) -> str:
+    if figure["difference"] is None or figure["lo"] is None:
+        return ""
+    return f"{figure['difference']:+.3f} [{figure['lo']:+.3f}, {figure['hi']:+.3f}]"
 
 
 def _arm_figures(report: Report, arm: str, metrics: dict | None) -> None:
@@ -139,6 +213,9 @@ def _arm_figures(report: Report, arm: str, metrics: dict | None) -> None:
         report.figure(figures.confusion_figure(metrics["test"]["confusion"],
                                                report.title(f"{arm}: test confusion matrix")),
                       f"confusion_{arm}.png", f"{arm} confusion matrix")
+    if metrics is not None and "calibration" in metrics:
+        report.figure(figures.reliability_figure(metrics["calibration"], report.title(f"{arm}: test reliability")),
+                      f"reliability_{arm}.png", f"{arm} reliability diagram")
     history = load_history(arm_dir)
     if history is not None and len(history):
         selected = metrics["selected_epoch"] if metrics else None

@@ -1,7 +1,8 @@
 """The study's tables as DataFrames, built from what dashboards.results reads.
 
 Table 2: overall test metrics per arm; Table 3: per-class test recall per arm;
-Table 4: melanoma operating points. The dashboard and the report both show these.
+Table 4: melanoma operating points; Table 5: test figures with lesion-level intervals;
+Table 6: calibration; subgroup rows per arm. The dashboard and the report both show these.
 """
 from __future__ import annotations
 
@@ -92,3 +93,56 @@ def split_counts(splits: pd.DataFrame) -> pd.DataFrame:
     order = [s for s in ("train", "val", "test") if s in table.columns] + ["total"]
     return table.reindex(index=[*CLASSES, "total"], columns=order, fill_value=0).rename_axis(
         index="dx", columns=None).reset_index()
+
+
+INTERVAL_FIGURES = {"accuracy": "test acc", "balanced_accuracy": "bal. acc", "macro_f1": "macro-F1",
+                    "recall_mel": "mel recall", "mel_auc": "mel AUC"}
+
+
+def _with_interval(figure: dict | None) -> str:
+    if not figure or figure["estimate"] is None:
+        return ""
+    if figure["lo"] is None:
+        return f"{figure['estimate']:.3f}"
+    return f"{figure['estimate']:.3f} [{figure['lo']:.3f}, {figure['hi']:.3f}]"
+
+
+def intervals_by_arm(metrics_by_arm: dict[str, dict | None]) -> pd.DataFrame:
+    """Table 5: each arm's test figures with their 95% lesion-level bootstrap intervals."""
+    records = []
+    for arm, metrics in metrics_by_arm.items():
+        intervals = (metrics or {}).get("test_intervals")
+        record = {"arm": arm}
+        if intervals:
+            record.update({label: _with_interval(intervals["figures"].get(key))
+                           for key, label in INTERVAL_FIGURES.items()})
+            record.update(lesions=intervals["lesions"], replicates=intervals["replicates"])
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def calibration_by_arm(metrics_by_arm: dict[str, dict | None]) -> pd.DataFrame:
+    """Table 6: temperature fitted on validation; test ECE, NLL and Brier before and after it."""
+    records = []
+    for arm, metrics in metrics_by_arm.items():
+        calibration = (metrics or {}).get("calibration")
+        record = {"arm": arm}
+        if calibration:
+            test = calibration["test"]
+            record["T"] = calibration["temperature"]
+            for name in ("ece", "nll", "brier"):
+                record[f"{name.upper()} before"] = test["before"][name]
+                record[f"{name.upper()} after"] = test["after"][name]
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+SUBGROUP_COLUMNS = ("attribute", "group", "n_images", "n_mel", "accuracy", "mel_recall", "mel_recall_lo",
+                    "mel_recall_hi", "flagged")
+
+
+def subgroup_rows(metrics: dict | None, flagged_only: bool = False) -> pd.DataFrame:
+    """An arm's test figures per subgroup (sex, age band, localization, dataset, dx_type)."""
+    rows = ((metrics or {}).get("subgroups") or {}).get("rows", [])
+    table = pd.DataFrame(rows, columns=list(SUBGROUP_COLUMNS)) if rows else pd.DataFrame(columns=SUBGROUP_COLUMNS)
+    return table[table["flagged"]].reset_index(drop=True) if flagged_only else table

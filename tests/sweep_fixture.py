@@ -104,7 +104,14 @@ def fake_arm(run_dir: Path, seed: int = 0, finished: bool = True, epochs: int = 
         probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
         frames[split] = predictions_frame([f"IMG_{split}_{i:04d}" for i in range(n)], labels, probs)
         io.write_csv(run_dir / f"predictions_{split}.csv", frames[split])
-    metrics = evaluate_run(frames["val"], frames["test"])
+    test_ids = frames["test"]["image_id"]
+    test_info = pd.DataFrame({"lesion_id": [f"L{i // 2}" for i in range(n)],  # two images per lesion
+                              "sex": rng.choice(["female", "male"], n), "age": rng.choice([35.0, 55.0, 70.0], n),
+                              "localization": rng.choice(["back", "face", "trunk"], n)}, index=test_ids)
+    splits = pd.concat([frames["val"].assign(split="val", lesion_id=frames["val"]["image_id"]),
+                        frames["test"].assign(split="test", lesion_id=list(test_info["lesion_id"]))])
+    io.write_csv(run_dir / "splits.csv", splits[["image_id", "lesion_id", "dx", "split"]])
+    metrics = evaluate_run(frames["val"], frames["test"], test_info, replicates=50, seed=seed)
     metrics.update(selected_epoch=int(rng.integers(1, epochs + 1)), select_on=config["select_on"],
                    epochs_run=epochs, synthetic_data=synthetic, data_fingerprint="0" * 16,
                    train_counts=dict.fromkeys(CLASSES, 10))

@@ -6,7 +6,7 @@ import re
 from dashboards.report import main
 from tests.sweep_fixture import make_sweep, write_sweep_json
 
-TABLES = ("## Table 2", "## Table 3", "## Table 4", "### Table 4b")
+TABLES = ("## Table 2", "## Table 3", "## Table 4", "### Table 4b", "## Table 5", "## Table 6")
 
 
 def table_after(text: str, heading: str) -> list[list[str]]:
@@ -34,7 +34,7 @@ def test_report_of_the_smoke_sweep(smoke_sweep, tmp_path):
     assert images and all((out / image).is_file() for image in images)
     names = {image.split("/")[-1] for image in images}
     for arm in arms:
-        assert {f"confusion_{arm}.png", f"training_{arm}.png", f"gradcam_{arm}.png"} <= names
+        assert {f"confusion_{arm}.png", f"training_{arm}.png", f"gradcam_{arm}.png", f"reliability_{arm}.png"} <= names
     assert {"threshold_curves.png", "recall_heatmap.png", "class_distribution.png", "sample_strip.png"} <= names
     for extra in (smoke_sweep / "baseline_synth").glob("*.png"):  # the cVAE's figures, when the arm has them
         assert f"baseline_synth_{extra.name}" in names
@@ -58,6 +58,22 @@ def test_report_of_a_partial_real_data_sweep(tmp_path):
         assert [row[0] for row in rows] == ["baseline", "sampler", "b2_mel_select"]
         assert set(rows[1][1:]) == {"-"}  # the running arm has no figures yet
     assert "Skipped: the sweep's images are not here" in text
+    interval = table_after(text, "## Table 5")[0][1]  # baseline's test accuracy: "estimate [low, high]"
+    estimate, lo, hi = map(float, re.fullmatch(r"(\S+) \[(\S+), (\S+)\]", interval).groups())
+    assert lo <= estimate <= hi and lo < hi
+    assert float(table_after(text, "## Table 6")[0][1]) > 0  # the fitted temperature
+    assert "## Table 8" not in text  # one finished arm: nothing to compare baseline with
+
+
+def test_paired_table_compares_each_finished_arm_with_baseline(tmp_path):
+    sweep = make_sweep(tmp_path, "pairs", {"baseline": "finished", "sampler": "finished", "b2_mel_select": "running"})
+    out = tmp_path / "report"
+    assert main(["--results", str(sweep), "--out", str(out)]) == 0
+    rows = table_after((out / "report.md").read_text(), "## Table 8")
+    assert [row[0] for row in rows] == ["sampler"]
+    difference, lo, hi = map(float, re.fullmatch(r"(\S+) \[(\S+), (\S+)\]", rows[0][1]).groups())
+    assert lo <= difference <= hi
+    assert (out / "paired_vs_baseline.json").is_file()
 
 
 def test_refuses_a_folder_that_is_not_a_sweep(tmp_path, capsys):

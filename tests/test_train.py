@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from core.config import load_config
+from core.data.images import ImageRef, load_rgb
+from core.data.metadata import find_metadata, read_metadata
 from core.metrics import evaluate_run, read_predictions
 from core.predict import load_run, main as predict_cli, predict_images
 from core.train import fit, main as train_cli
-from core.data.images import ImageRef, load_rgb
 from tests.test_config import ARMS, CONFIGS
 
 CONTRACT = ("config.json", "history.csv", "metrics.json", "predictions_val.csv", "predictions_test.csv",
@@ -46,8 +47,9 @@ def test_every_arm_trains_end_to_end_under_smoke(arm, demo_root, tmp_path):
     splits = pd.read_csv(out / "splits.csv")
     assert sorted(val["image_id"]) == sorted(splits.loc[splits["split"] == "val", "image_id"])
     assert sorted(test["image_id"]) == sorted(splits.loc[splits["split"] == "test", "image_id"])
-    recomputed = evaluate_run(val, test)
-    for key in ("val", "test", "mel_operating_points"):
+    test_info = read_metadata(find_metadata(demo_root)).set_index("image_id")
+    recomputed = evaluate_run(val, test, test_info, cfg["bootstrap_replicates"], cfg["seed"])
+    for key in ("val", "test", "mel_operating_points", "calibration", "test_intervals", "subgroups"):
         assert json.dumps(recomputed[key], sort_keys=True) == json.dumps(metrics[key], sort_keys=True)
     assert metrics["synthetic_data"] is True
     assert metrics["selected_epoch"] in (1, 2) and metrics["select_on"] == cfg["select_on"]

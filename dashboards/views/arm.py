@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import panel as pn
 
-from dashboards.figures import confusion_figure, history_figure, titled
+from dashboards.figures import confusion_figure, history_figure, reliability_figure, titled
 from dashboards.results import arm_images, load_config, load_history, load_metrics
 from dashboards.state import Dashboard
-from dashboards.views.common import figure, no_sweep, note
+from dashboards.tables import intervals_by_arm, subgroup_rows
+from dashboards.views.common import figure, no_sweep, note, table
 
 
 def metrics_line(metrics: dict) -> str:
@@ -16,6 +17,22 @@ def metrics_line(metrics: dict) -> str:
             f"balanced accuracy {test['balanced_accuracy']:.4f}, mel recall "
             f"{test['per_class']['mel']['recall']:.4f} (n = {test['n']}). Validation: accuracy "
             f"{val['accuracy']:.4f}, macro-F1 {val['macro_f1']:.4f} (n = {val['n']}).")
+
+
+def evaluation_parts(arm: str, metrics: dict, synthetic: bool | None) -> list:
+    """95% lesion-level intervals, the reliability diagram and the subgroup table, where metrics.json has them."""
+    parts = []
+    if "test_intervals" in metrics:
+        parts += [pn.pane.Markdown("#### Test figures, 95% lesion-level bootstrap intervals"),
+                  table(intervals_by_arm({arm: metrics}))]
+    if "calibration" in metrics:
+        parts.append(figure(reliability_figure(metrics["calibration"], titled(f"{arm}: test reliability", synthetic))))
+    subgroups = subgroup_rows(metrics)
+    if len(subgroups):
+        parts += [pn.pane.Markdown("#### Subgroups (test set): `flagged` = melanoma recall more than 10 points "
+                                   "below the arm's overall"),
+                  table(subgroups, pagination="local", page_size=12)]
+    return parts
 
 
 def arm_view(dash: Dashboard) -> pn.param.ParamFunction:
@@ -34,6 +51,7 @@ def arm_view(dash: Dashboard) -> pn.param.ParamFunction:
             parts += [pn.pane.Markdown(metrics_line(metrics)),
                       figure(confusion_figure(metrics["test"]["confusion"],
                                               titled(f"{arm}: test confusion matrix", sweep.synthetic)))]
+            parts += evaluation_parts(arm, metrics, sweep.synthetic)
         if history is not None and len(history):
             selected = metrics["selected_epoch"] if metrics else None
             parts.append(figure(history_figure(history, selected, titled(f"{arm}: training", sweep.synthetic))))
