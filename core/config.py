@@ -68,6 +68,7 @@ class RunConfig:
     seed: int = 0
     # evaluation
     bootstrap_replicates: int = 1000  # lesion-level bootstrap replicates of the test intervals
+    tta: bool = False  # also evaluate with 8-view flip/rot90 test-time augmentation (metrics.json "tta")
     # hardware
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # bf16 (or fp16 with a grad scaler) on CUDA; ignored on CPU

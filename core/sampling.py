@@ -15,7 +15,7 @@ from torch.utils.data import DistributedSampler, WeightedRandomSampler
 def sample_weights(labels: Sequence[int], class_weights: Sequence[float] | torch.Tensor) -> torch.Tensor:
     """Per-sample weights w[y_i] (float64, unnormalised): image i is drawn with p ∝ w[y_i]."""
     w = torch.as_tensor(class_weights, dtype=torch.float64)
-    return w[torch.as_tensor(labels, dtype=torch.long)]
+    return w[torch.tensor(np.asarray(labels), dtype=torch.long)]  # a copy: labels may be a read-only view
 
 
 def weighted_sampler(

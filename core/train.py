@@ -164,19 +164,28 @@ def train_one_epoch(model, loader, criterion, optimizer, scheduler, scaler, devi
     return float(stats[0] / stats[1]), float(stats[1] / stats[2])
 
 
+def dihedral_views(images: torch.Tensor) -> list[torch.Tensor]:
+    """The 8 flips and quarter turns of a batch (NCHW): a lesion has no up, down, left or right."""
+    turns = [torch.rot90(images, k, dims=(2, 3)) for k in range(4)]
+    return turns + [torch.flip(t, dims=(3,)) for t in turns]
+
+
 @torch.no_grad()
-def predict(model, loader, device, amp_dtype, memory_format=torch.contiguous_format) -> np.ndarray:
+def predict(model, loader, device, amp_dtype, memory_format=torch.contiguous_format, tta: bool = False) -> np.ndarray:
     """Softmax probabilities for every item of the loader's dataset, in dataset order.
 
-    Under DDP each rank predicts its (padded) shard; the shards are gathered and
-    de-duplicated by item index, so the result has exactly len(dataset) rows.
+    `tta` averages the probabilities over the 8 dihedral views of each image. Under DDP
+    each rank predicts its (padded) shard; the shards are gathered and de-duplicated by
+    item index, so the result has exactly len(dataset) rows.
     """
     model.eval()
     indices, probs = [], []
     for images, _, index in loader:
+        images = images.to(device, non_blocking=True, memory_format=memory_format)
+        views = dihedral_views(images) if tta else [images]
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            logits = model(images.to(device, non_blocking=True, memory_format=memory_format))
-        probs.append(torch.softmax(logits.float(), dim=1).cpu())
+            p = torch.stack([torch.softmax(model(v).float(), dim=1) for v in views]).mean(dim=0)
+        probs.append(p.cpu())
         indices.append(index)
     local = (torch.cat(indices).numpy(), torch.cat(probs).numpy())
     if rank_and_world()[1] > 1:
@@ -290,11 +299,13 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
             on_epoch_end(epoch, row, checkpoint)
 
     unwrap(model).load_state_dict(state["best"]["model"])
-    probs = {name: predict(model, loader, device, amp_dtype, memory_format)
-             for name, loader in (("val", val_loader), ("test", test_loader))}
+    loaders = {"val": val_loader, "test": test_loader}
+    probs = {name: predict(model, loader, device, amp_dtype, memory_format) for name, loader in loaders.items()}
+    tta_probs = ({name: predict(model, loader, device, amp_dtype, memory_format, tta=True)
+                  for name, loader in loaders.items()} if cfg.tta else None)
     if rank != 0:
         return {}
-    return _write_results(out, cfg, data, unwrap(model), state, probs, world)
+    return _write_results(out, cfg, data, unwrap(model), state, probs, tta_probs, world)
 
 
 def _patience_exhausted(cfg: RunConfig, state: dict) -> bool:
@@ -316,13 +327,21 @@ def _write_run_inputs(out: Path, cfg: RunConfig, data: Data) -> None:
         data.generated.write_run_files(out)
 
 
-def _write_results(out: Path, cfg: RunConfig, data: Data, model: nn.Module, state: dict, probs: dict,
-                   world: int) -> dict:
+def _evaluate_and_write(out: Path, cfg: RunConfig, data: Data, probs: dict, suffix: str = "") -> dict:
+    """predictions_{val,test}{suffix}.csv, and their metrics."""
     frames = {name: predictions_frame(getattr(data, name).image_ids, getattr(data, name).labels, p)
               for name, p in probs.items()}
     for name, frame in frames.items():
-        io.write_csv(out / f"predictions_{name}.csv", frame)
-    metrics = evaluate_run(frames["val"], frames["test"], data.test_info, cfg.bootstrap_replicates, cfg.seed)
+        io.write_csv(out / f"predictions_{name}{suffix}.csv", frame)
+    return evaluate_run(frames["val"], frames["test"], data.test_info, cfg.bootstrap_replicates, cfg.seed)
+
+
+def _write_results(out: Path, cfg: RunConfig, data: Data, model: nn.Module, state: dict, probs: dict,
+                   tta_probs: dict | None, world: int) -> dict:
+    metrics = _evaluate_and_write(out, cfg, data, probs)
+    if tta_probs is not None:  # beside the plain figures, never instead of them
+        metrics["tta"] = {"views": "8 dihedral (4 quarter turns, each also mirrored), probabilities averaged",
+                          **_evaluate_and_write(out, cfg, data, tta_probs, suffix="_tta")}
     metrics.update({
         "selected_epoch": state["best"]["epoch"],
         "select_on": cfg.select_on,

@@ -130,9 +130,9 @@ def calibration_by_arm(metrics_by_arm: dict[str, dict | None]) -> pd.DataFrame:
         if calibration:
             test = calibration["test"]
             record["T"] = calibration["temperature"]
-            for name in ("ece", "nll", "brier"):
-                record[f"{name.upper()} before"] = test["before"][name]
-                record[f"{name.upper()} after"] = test["after"][name]
+            for name, label in (("ece", "ECE"), ("nll", "NLL"), ("brier", "Brier")):
+                record[f"{label} before"] = test["before"][name]
+                record[f"{label} after"] = test["after"][name]
         records.append(record)
     return pd.DataFrame(records)
 

@@ -13,11 +13,14 @@ KILL_AT_EPOCH = "DERMABLATE_KILL_AT_EPOCH"
 KILL_MARKER = "DERMABLATE_KILL_MARKER"
 
 
-def maybe_kill(epoch: int) -> None:
+def maybe_kill(epoch: int, who: str = "") -> None:
+    """`who` (the arm) is written into the marker, so a test knows which trial died."""
     if os.environ.get(KILL_AT_EPOCH) != str(epoch):
         return
     try:  # O_EXCL: exactly one process, once, however many workers or retries get here
-        os.close(os.open(os.environ[KILL_MARKER], os.O_CREAT | os.O_EXCL))
+        fd = os.open(os.environ[KILL_MARKER], os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
         return
+    os.write(fd, who.encode())
+    os.close(fd)
     os._exit(1)

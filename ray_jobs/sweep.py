@@ -33,6 +33,7 @@ from core.data.split import lesion_split
 from core.data.transforms import IMAGENET_MEAN, IMAGENET_STD, stored_side
 from core.train import prepare_data
 from ray_jobs import storage
+from ray_jobs.arms import PRE_STEPS
 from ray_jobs.resources import TRIAL_RESOURCES, Resources
 from ray_jobs.scheduler import make_scheduler
 from ray_jobs.search import param_space
@@ -156,7 +157,10 @@ def make_tuner(sweep: Sweep, run_configs: dict[str, RunConfig]) -> tune.Tuner:
         # Finished trials stay finished; unfinished and failed ones start again, and their
         # Train runs resume from their last checkpoints.
         return tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=True)
-    configs = {arm: cfg.to_dict() for arm, cfg in run_configs.items()}
+    # Arms with a pre-step (baseline_synth's cVAE) run longest: start them first, so that the
+    # short arms fill the other slots meanwhile rather than waiting behind them at the end.
+    order = sorted(run_configs, key=lambda arm: arm not in PRE_STEPS)
+    configs = {arm: run_configs[arm].to_dict() for arm in order}
     res = sweep.resources
     constants = {"results": sweep.results, "data_root": sweep.data_root, "samples": sweep.samples,
                  "workers": res.workers, "cpus_per_worker": res.cpus_per_worker,

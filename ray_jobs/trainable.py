@@ -45,7 +45,7 @@ def train_worker(config: dict) -> None:
         cfg = from_dict({**config["run_config"], "splits_file": splits_file})
 
         def report(epoch: int, row: dict, state: dict) -> None:
-            faults.maybe_kill(epoch)
+            faults.maybe_kill(epoch, cfg.name)
             if rank != 0:
                 ray.train.report(row)  # every rank reports: it is a barrier
                 return

@@ -13,9 +13,9 @@ import torch
 from core.config import load_config
 from core.data.images import ImageRef, load_rgb
 from core.data.metadata import find_metadata, read_metadata
-from core.metrics import evaluate_run, read_predictions
+from core.metrics import classification_metrics, evaluate_run, read_predictions
 from core.predict import load_run, main as predict_cli, predict_images
-from core.train import fit, main as train_cli
+from core.train import dihedral_views, fit, main as train_cli
 from tests.test_config import ARMS, CONFIGS
 
 CONTRACT = ("config.json", "history.csv", "metrics.json", "predictions_val.csv", "predictions_test.csv",
@@ -103,6 +103,23 @@ def test_cli_resume_continues_from_last_checkpoint(demo_root, tmp_path, capsys):
 def test_patience_stops_early(demo_root, tmp_path):
     metrics = fit(smoke(epochs=6, patience=1, lr=1e-9, warmup_epochs=0.0), demo_root, tmp_path / "run")
     assert metrics["epochs_run"] < 6
+
+
+def test_dihedral_views_are_the_eight_symmetries():
+    image = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    views = dihedral_views(image)
+    assert len(views) == 8 and len({v.numpy().tobytes() for v in views}) == 8
+    assert all(torch.equal(dihedral_views(v)[0], v) for v in views)  # the identity comes first
+
+
+def test_tta_is_reported_beside_the_plain_figures(demo_root, tmp_path):
+    metrics = fit(smoke(tta=True), demo_root, tmp_path)
+    _, plain, _ = read_predictions(tmp_path / "predictions_test.csv")
+    _, tta, _ = read_predictions(tmp_path / "predictions_test_tta.csv")
+    assert not np.allclose(plain, tta)
+    assert json.loads((tmp_path / "metrics.json").read_text())["test"] == metrics["test"]  # plain figures unchanged
+    recomputed = classification_metrics(*read_predictions(tmp_path / "predictions_test_tta.csv")[:2])
+    assert metrics["tta"]["test"] == recomputed and "8 dihedral" in metrics["tta"]["views"]
 
 
 def test_bad_dataset_is_refused_unless_skipping(demo_root, tmp_path, capsys):
