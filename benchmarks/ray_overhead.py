@@ -55,7 +55,8 @@ def ray_train(cfg: RunConfig, data_root: str, out: Path, workers: int, cpus: int
     """`workers` DDP workers sharing `cpus` CPUs (Ray gives each cpus / workers torch threads)."""
     trainer = ray.train.torch.TorchTrainer(
         train_worker,
-        train_loop_config={"run_config": cfg.to_dict(), "data_root": data_root, "out": str(out)},
+        train_loop_config={"run_config": cfg.to_dict(), "data_root": data_root, "out": str(out),
+                           "cpus": cpus / workers},
         scaling_config=ray.train.ScalingConfig(num_workers=workers, resources_per_worker={"CPU": cpus / workers}),
         run_config=ray.train.RunConfig(name=out.name, storage_path=str(out.parent / "ray")),
     )

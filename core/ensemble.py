@@ -45,11 +45,13 @@ def test_info(sweep: Path, splits: pd.DataFrame) -> pd.DataFrame:
     """The test images' lesion ids, with the sweep's metadata columns when its data root is readable."""
     info = splits.set_index("image_id")[["lesion_id"]]
     try:
-        data_root = json.loads((sweep / "sweep.json").read_text())["data_root"]
+        data_root = json.loads((sweep / "sweep.json").read_text()).get("data_root")
+        if not data_root:
+            return info
         meta = read_metadata(find_metadata(data_root)).set_index("image_id")
-        return info.join(meta.drop(columns=["lesion_id", "dx"], errors="ignore"))
-    except (OSError, KeyError, ValueError, DatasetError):
+    except (OSError, ValueError, DatasetError):
         return info
+    return info.join(meta.drop(columns=["lesion_id", "dx"], errors="ignore"))
 
 
 def build_ensemble(sweep: Path, arms: list[str], name: str | None = None) -> Path:

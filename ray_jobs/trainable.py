@@ -32,6 +32,11 @@ SAMPLED = ("lr", "weight_decay", "mel_multiplier")  # trial config keys that ove
 def train_worker(config: dict) -> None:
     """Runs on every Train worker, inside the process group Ray Train set up."""
     rank = ray.train.get_context().get_world_rank()
+    device = ray.train.torch.get_device()
+    if device.type == "cpu" and config.get("cpus"):
+        # Exactly the CPUs Ray reserved for this worker: torch's default (every core) would
+        # oversubscribe a machine running several trials, and its spinning threads then crawl.
+        torch.set_num_threads(max(1, int(config["cpus"])))
 
     # 1. Resume: a retried trial's Train run (same name) hands back its latest checkpoint.
     checkpoint = ray.train.get_checkpoint()
@@ -56,7 +61,7 @@ def train_worker(config: dict) -> None:
                 ray.train.report(row, checkpoint=Checkpoint.from_directory(folder))
 
         # 3. core's loop on this rank; rank 0 writes the run folder, then publishes it.
-        fit(cfg, config["data_root"], run_dir, resume=resume, device=ray.train.torch.get_device(),
+        fit(cfg, config["data_root"], run_dir, resume=resume, device=device,
             on_epoch_end=report)
         if rank == 0:
             storage.put_dir(run_dir, config["out"])
@@ -92,7 +97,8 @@ def run_trial(config: dict) -> None:
 
     trainer = ray.train.torch.TorchTrainer(
         train_worker,
-        train_loop_config={"run_config": cfg.to_dict(), "data_root": sweep["data_root"], "out": out},
+        train_loop_config={"run_config": cfg.to_dict(), "data_root": sweep["data_root"], "out": out,
+                           "cpus": resources["CPU"]},
         # 1. N DDP workers; Ray starts the process group (NCCL on GPUs, gloo on CPUs).
         scaling_config=ray.train.ScalingConfig(num_workers=sweep["workers"], use_gpu=bool(sweep["gpus_per_worker"]),
                                                resources_per_worker=resources),
