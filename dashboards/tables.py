@@ -107,34 +107,25 @@ def _with_interval(figure: dict | None) -> str:
     return f"{figure['estimate']:.3f} [{figure['lo']:.3f}, {figure['hi']:.3f}]"
 
 
+def _rows_by_arm(metrics_by_arm: dict[str, dict | None], key: str, cells) -> pd.DataFrame:
+    """One row per arm: `cells(metrics[key])` where the arm's metrics have `key`, else the arm alone."""
+    return pd.DataFrame([{"arm": arm, **(cells(metrics[key]) if metrics and metrics.get(key) else {})}
+                         for arm, metrics in metrics_by_arm.items()])
+
+
 def intervals_by_arm(metrics_by_arm: dict[str, dict | None]) -> pd.DataFrame:
     """Table 5: each arm's test figures with their 95% lesion-level bootstrap intervals."""
-    records = []
-    for arm, metrics in metrics_by_arm.items():
-        intervals = (metrics or {}).get("test_intervals")
-        record = {"arm": arm}
-        if intervals:
-            record.update({label: _with_interval(intervals["figures"].get(key))
-                           for key, label in INTERVAL_FIGURES.items()})
-            record.update(lesions=intervals["lesions"], replicates=intervals["replicates"])
-        records.append(record)
-    return pd.DataFrame(records)
+    return _rows_by_arm(metrics_by_arm, "test_intervals", lambda intervals: {
+        **{label: _with_interval(intervals["figures"].get(key)) for key, label in INTERVAL_FIGURES.items()},
+        "lesions": intervals["lesions"], "replicates": intervals["replicates"]})
 
 
 def calibration_by_arm(metrics_by_arm: dict[str, dict | None]) -> pd.DataFrame:
     """Table 6: temperature fitted on validation; test ECE, NLL and Brier before and after it."""
-    records = []
-    for arm, metrics in metrics_by_arm.items():
-        calibration = (metrics or {}).get("calibration")
-        record = {"arm": arm}
-        if calibration:
-            test = calibration["test"]
-            record["T"] = calibration["temperature"]
-            for name, label in (("ece", "ECE"), ("nll", "NLL"), ("brier", "Brier")):
-                record[f"{label} before"] = test["before"][name]
-                record[f"{label} after"] = test["after"][name]
-        records.append(record)
-    return pd.DataFrame(records)
+    return _rows_by_arm(metrics_by_arm, "calibration", lambda calibration: {
+        "T": calibration["temperature"],
+        **{f"{label} {when}": calibration["test"][when][name]
+           for name, label in (("ece", "ECE"), ("nll", "NLL"), ("brier", "Brier")) for when in ("before", "after")}})
 
 
 SUBGROUP_COLUMNS = ("attribute", "group", "n_images", "n_mel", "accuracy", "mel_recall", "mel_recall_lo",

@@ -17,7 +17,9 @@ def param_space(run_configs: dict[str, dict], samples: int, sweep: dict) -> dict
     """Tune's param_space: `run_configs` maps arm -> resolved RunConfig dict."""
     space = {
         "arm": tune.grid_search(list(run_configs)),
-        "arm_config": tune.sample_from(lambda config: run_configs[config["arm"]]),
+        # Every arm's config as a constant; the trial picks its own. (A sample_from returning the
+        # dict comes back as a tuple for trials that had not started when a sweep is restored.)
+        "arm_configs": run_configs,
         "sweep": sweep,
     }
     if samples > 1:

@@ -69,7 +69,7 @@ def train_worker(config: dict) -> None:
 
 def trial_config(config: dict) -> RunConfig:
     """The arm's resolved config with this trial's sampled hyperparameters on top."""
-    return from_dict({**config["arm_config"], **{k: config[k] for k in SAMPLED if k in config}})
+    return from_dict({**config["arm_configs"][config["arm"]], **{k: config[k] for k in SAMPLED if k in config}})
 
 
 def run_trial(config: dict) -> None:

@@ -17,6 +17,7 @@ from ray_jobs.scheduler import PerArmScheduler, make_scheduler
 from ray_jobs.search import LR, MEL_MULTIPLIER, WEIGHT_DECAY, param_space
 from ray_jobs.submit import check_paths
 from ray_jobs.summary import settle
+from ray_jobs.trainable import trial_config
 
 
 # ------------------------------------------------------------------------- arms
@@ -57,8 +58,8 @@ def sampled(samples: int, rounds: int = 1) -> list[dict]:
 def test_one_sample_runs_each_arm_as_written():
     trials = sampled(1)
     assert [t["arm"] for t in trials] == ["plain", "mel"]
-    assert all(set(t) == {"arm", "arm_config", "sweep"} for t in trials)
-    assert trials[1]["arm_config"] == {"mel_multiplier": 2.0, "lr": 3e-4}
+    assert all(set(t) == {"arm", "arm_configs", "sweep"} for t in trials)
+    assert trial_config(trials[1]).mel_multiplier == 2.0 and trial_config(trials[0]).mel_multiplier == 1.0
 
 
 def test_samples_draw_lr_and_weight_decay_and_the_mel_multiplier_only_where_used():

@@ -3,9 +3,9 @@
 One scenario, run once for the module (Ray start-ups are the expensive part here): the
 eight-arm smoke sweep, two trials at a time. The first worker to finish epoch 2 is killed
 (once, by ray_jobs.faults, which writes its arm into the marker); Tune retries the trial
-and its Train run resumes from the epoch-1 checkpoint. Once two arms have finished and an
-unfinished one has a checkpoint, the driver is SIGKILLed; then `run_all.py --resume`
-finishes the sweep without touching the finished arms.
+and its Train run resumes from the epoch-1 checkpoint. Once that arm's reports are saved,
+two arms have finished and an unfinished one has a checkpoint, the driver is SIGKILLed;
+then `run_all.py --resume` finishes the sweep without touching the finished arms.
 """
 from __future__ import annotations
 
@@ -53,8 +53,15 @@ def finished(sweep: Path) -> list[str]:
 
 
 def checkpointed(sweep: Path) -> list[str]:
-    """Arms whose Train run has persisted at least one checkpoint."""
-    return [arm for arm in ARMS if any((sweep / "ray" / "train").glob(f"{arm}-*/checkpoint_manager_snapshot.json"))]
+    """Arms whose Train run has registered a checkpoint (its manager's snapshot names one)."""
+    def registered(snapshot: Path) -> bool:
+        try:
+            return bool(json.loads(snapshot.read_text()).get("latest_checkpoint_result"))
+        except ValueError:  # caught mid-write
+            return False
+
+    return [arm for arm in ARMS
+            if any(registered(s) for s in (sweep / "ray" / "train").glob(f"{arm}-*/checkpoint_manager_snapshot.json"))]
 
 
 def wait_until(condition, process: subprocess.Popen, what: str, timeout: float = 500) -> None:
@@ -78,9 +85,12 @@ def interrupted(demo_root, tmp_path_factory):
         env=env, stdout=log, stderr=subprocess.STDOUT)
     sweep = results / "sweep"
     try:
+        wait_until(lambda: marker.exists() and marker.read_text(), first, "the injected worker failure")
+        killed_arm = marker.read_text()
+        # Its reports are read now: a restored sweep rewrites Tune's result files from its saved state.
+        wait_until(lambda: len(reported(sweep, killed_arm)) >= EPOCHS, first, f"Tune state saved after {killed_arm}")
+        killed_arm_reports = reported_epochs(sweep, killed_arm)
         wait_until(lambda: len(finished(sweep)) >= 2, first, "two arms finished")
-        wait_until(lambda: all(len(reported(sweep, arm)) >= EPOCHS for arm in finished(sweep)[:2]), first,
-                   "Tune state saved after the first two arms")
         wait_until(lambda: set(checkpointed(sweep)) - set(finished(sweep)), first,
                    "a checkpoint of an unfinished arm")
         killed_at = time.time()
@@ -91,21 +101,23 @@ def interrupted(demo_root, tmp_path_factory):
             first.kill()
         log.close()
     done_before = {arm: (sweep / arm / "metrics.json").stat().st_mtime_ns for arm in finished(sweep)}
+    checkpointed_before = set(checkpointed(sweep)) - set(done_before)
     summary_before = pd.read_csv(sweep / "summary.csv")
     resumed = subprocess.run(run_all_command(*common, "--resume"), env=env, capture_output=True, text=True,
                              timeout=900)
     (tmp / "resume.log").write_text(resumed.stdout + resumed.stderr)
-    return {"sweep": sweep, "marker": marker, "done_before": done_before, "resumed": resumed,
+    return {"sweep": sweep, "killed_arm": killed_arm, "killed_arm_reports": killed_arm_reports,
+            "done_before": done_before, "resumed": resumed,
             "summary_before": summary_before, "killed_at": killed_at,
-            "checkpointed_before": set(checkpointed(sweep)) - set(done_before)}
+            "checkpointed_before": checkpointed_before}
 
 
 def test_a_killed_worker_is_retried_from_its_last_checkpoint(interrupted):
-    killed_arm = interrupted["marker"].read_text()  # the worker really was killed at epoch 2
-    assert killed_arm in ARMS
+    assert interrupted["killed_arm"] in ARMS  # the worker really was killed at epoch 2
     # Reported: epoch 1, then (killed before epoch 2's report) epochs 2.. from the epoch-1
     # checkpoint. A restart from scratch would have reported epoch 1 twice.
-    assert reported_epochs(interrupted["sweep"], killed_arm) == list(range(1, EPOCHS + 1))
+    assert interrupted["killed_arm_reports"] == list(range(1, EPOCHS + 1))
+    assert (interrupted["sweep"] / interrupted["killed_arm"] / "metrics.json").is_file()
 
 
 def test_every_arm_has_one_history_row_per_epoch(interrupted):
