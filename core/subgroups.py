@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.bootstrap import LEVEL
+from core.bootstrap import LEVEL, point_figures
 from core.labels import MEL
 
 ATTRIBUTES = ("sex", "age_band", "localization", "dataset", "dx_type")
@@ -52,19 +52,20 @@ def mel_recall_interval(hits: np.ndarray, is_mel: np.ndarray, lesion_ids: np.nda
 
 def subgroup_report(y_true, probs, groups: pd.DataFrame, lesion_ids, replicates: int, seed: int) -> dict:
     """One row per (attribute, value) over the test images; `groups` is aligned with y_true."""
-    y_true, pred = np.asarray(y_true, dtype=int), np.asarray(probs, dtype=float).argmax(axis=1)
+    y_true, probs = np.asarray(y_true, dtype=int), np.asarray(probs, dtype=float)
+    pred = probs.argmax(axis=1)
     lesion_ids = np.asarray(lesion_ids, dtype=str)
     is_mel, hits = y_true == MEL, pred == MEL
     overall = float(hits[is_mel].mean()) if is_mel.any() else None
     rows = []
     for attribute in groups.columns:
         for value, index in groups.groupby(attribute).indices.items():
+            figures = point_figures(y_true[index], probs[index])
             recall, lo, hi = mel_recall_interval(hits[index], is_mel[index], lesion_ids[index], replicates, seed)
             rows.append({
                 "attribute": attribute, "group": str(value), "n_images": len(index),
                 "n_lesions": len(set(lesion_ids[index])), "n_mel": int(is_mel[index].sum()),
-                "accuracy": float((pred[index] == y_true[index]).mean()),
-                "balanced_accuracy": float(_balanced_accuracy(y_true[index], pred[index])),
+                "accuracy": figures["accuracy"], "balanced_accuracy": figures["balanced_accuracy"],
                 "mel_recall": recall, "mel_recall_lo": lo, "mel_recall_hi": hi,
                 "flagged": bool(overall is not None and recall is not None and recall < overall - FLAG_DROP),
             })
@@ -72,7 +73,3 @@ def subgroup_report(y_true, probs, groups: pd.DataFrame, lesion_ids, replicates:
             "interval": "lesion-level bootstrap of melanoma recall, percentile", "level": LEVEL,
             "replicates": replicates, "seed": seed, "rows": rows}
 
-
-def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Mean recall over the classes present in y_true."""
-    return float(np.mean([(y_pred[y_true == c] == c).mean() for c in np.unique(y_true)]))

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from core import io
+from core.calibration import nll
 from core.config import ConfigError, RunConfig, load_config
 from core.cvae import SyntheticImages, add_synthetic
 from core.data.cache import DecodedImages, build_cache
@@ -199,10 +200,6 @@ def predict(model, loader, device, amp_dtype, memory_format=torch.contiguous_for
     if np.isnan(out).any():
         raise RuntimeError("some evaluation items were not predicted by any rank")
     return out
-
-
-def nll(labels: np.ndarray, probs: np.ndarray) -> float:
-    return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean())
 
 
 # --------------------------------------------------------------------------- the run
