@@ -42,3 +42,18 @@ def test_an_unfinished_member_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "arm(s) without results" in err and "sampler" in err
     assert not (sweep / "ensemble_baseline+sampler").exists()
+
+
+def test_one_arm_is_not_an_ensemble(tmp_path, capsys):
+    sweep = make_sweep(tmp_path, "s", {"baseline": "finished"})
+    assert main(["--sweep", str(sweep), "--arms", "baseline"]) == 2
+    assert "at least two arms" in capsys.readouterr().err
+
+
+def test_members_evaluated_on_different_images_are_refused(tmp_path, capsys):
+    sweep = make_sweep(tmp_path, "s", {"baseline": "finished", "sampler": "finished"})
+    predictions = sweep / "sampler" / "predictions_val.csv"
+    pd.read_csv(predictions).iloc[:-1].to_csv(predictions, index=False)
+    assert main(["--sweep", str(sweep), "--arms", "baseline", "sampler"]) == 2
+    assert "different val images" in capsys.readouterr().err
+    assert not (sweep / "ensemble_baseline+sampler").exists()
