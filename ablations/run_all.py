@@ -26,7 +26,7 @@ from ray_jobs.sweep import SWEEP_FILE, Sweep, check_data, run, start  # noqa: E4
 
 DEMO_SIZES = {"smoke": 200, "demo": 800, "full": 800}  # images in the demo dataset each profile builds
 # What defines a sweep: --resume takes all of it from the sweep's sweep.json.
-SWEEP_ARGS = ("data_root", "demo_data", "profile", "arms", "samples", "scheduler", "set", "skip_bad_images",
+SWEEP_ARGS = ("data_root", "demo_data", "profile", "arms", "samples", "seeds", "scheduler", "set", "skip_bad_images",
               "split_seed", "retries", "workers_per_trial", "cpus_per_worker", "gpus_per_worker", "max_concurrent")
 
 
@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = p.add_argument_group("sweep")
     sweep.add_argument("--arms", nargs="+", help="arms to run (default: every ablations/configs/*.yaml)")
     sweep.add_argument("--samples", type=int, help="hyperparameter samples per arm (default 1: the config as written)")
+    sweep.add_argument("--seeds", type=int, help="training seeds per arm on the same split (default 1); the summary "
+                                                 "adds each figure's mean and standard deviation")
     sweep.add_argument("--scheduler", choices=["asha", "fifo"], help="asha (per arm, default) or fifo (no stopping)")
     sweep.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="override config keys of every arm")
     sweep.add_argument("--retries", type=int, help="Tune-level retries of a failed trial (default 2)")
@@ -79,11 +81,15 @@ def demo_data(path: Path, n: int) -> Path:
 def new_sweep(args: argparse.Namespace, results: str, profile: str) -> tuple[Sweep, dict, None]:
     if storage.exists(storage.join(results, SWEEP_FILE)):
         raise ConfigError(f"{results} already holds a sweep: pass --resume to continue it, or --name to start another")
-    if args.samples is not None and args.samples < 1:
-        raise ConfigError(f"--samples must be at least 1; got {args.samples}")
+    for option in ("samples", "seeds"):
+        if getattr(args, option) is not None and getattr(args, option) < 1:
+            raise ConfigError(f"--{option} must be at least 1; got {getattr(args, option)}")
+    if (args.samples or 1) > 1 and (args.seeds or 1) > 1:
+        raise ConfigError("--samples and --seeds do not combine: choose hyperparameters with --samples, "
+                          "fix them with --set KEY=VALUE, then repeat with --seeds")
     overrides = parse_overrides(args.set or []) | ({"skip_bad_images": True} if args.skip_bad_images else {})
     sweep = Sweep(results=results, profile=profile, data_root="", arms=[], samples=args.samples or 1,
-                  scheduler=args.scheduler or "asha", overrides=overrides, split_seed=args.split_seed or 0,
+                  seeds=args.seeds or 1, scheduler=args.scheduler or "asha", overrides=overrides, split_seed=args.split_seed or 0,
                   retries=2 if args.retries is None else args.retries)
     run_configs = load_arms(args.arms, profile, sweep.run_overrides())  # unknown arm or profile: ConfigError
     sweep.arms = list(run_configs)
@@ -126,10 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"sweep {results}: {len(sweep.arms)} arm(s) x {sweep.samples} sample(s), profile {sweep.profile}, "
-          f"{sweep.resources}", flush=True)
+    repeats = f"{sweep.seeds} seed(s)" if sweep.seeds > 1 else f"{sweep.samples} sample(s)"
+    print(f"sweep {results}: {len(sweep.arms)} arm(s) x {repeats}, profile {sweep.profile}, {sweep.resources}",
+          flush=True)
     status, summary = run(sweep, run_configs, record)
     columns = ["arm", "status", "test_acc", "test_macro_f1", "test_mel_recall", "selected_epoch", "wall_seconds"]
+    if sweep.seeds > 1:
+        columns[2:5] = ["seeds", *(f"{name}_{stat}" for name in ("test_acc", "test_macro_f1", "test_mel_recall")
+                                   for stat in ("mean", "std"))]
     print(summary[columns].to_string(index=False))
     if facts["synthetic_data"]:
         print("SYNTHETIC demo data: these figures say nothing about HAM10000 or skin lesions.")

@@ -1,7 +1,9 @@
 """The sweep-level results files: one summary row per arm, and sweep.json.
 
 RESULTS/<sweep>/summary.csv and sweep.json are what the dashboard and the report read
-first; each arm's own folder holds the run files `core.train` writes.
+first; each arm's own folder holds the run files `core.train` writes. An arm trained with
+several seeds (`run_all.py --seeds N`) keeps its first seed's run in its folder and the
+others under `seeds/`; its row adds the mean and standard deviation over all of them.
 """
 from __future__ import annotations
 
@@ -14,9 +16,32 @@ from core import io
 from core.labels import CLASSES
 
 STATUSES = ("pending", "running", "finished", "failed")
-SUMMARY_COLUMNS = ("arm", "status", "test_acc", "test_macro_f1", "test_balanced_acc", "test_mel_recall",
-                   "test_mel_auc", *(f"recall_{c}" for c in CLASSES), "selected_epoch", "select_on",
-                   "epochs_run", "wall_seconds", "synthetic_data")
+HEADLINE = ("test_acc", "test_macro_f1", "test_balanced_acc", "test_mel_recall", "test_mel_auc")
+SEED_COLUMNS = ("seeds", *(f"{name}_{stat}" for name in HEADLINE for stat in ("mean", "std")))
+SUMMARY_COLUMNS = ("arm", "status", *HEADLINE, *(f"recall_{c}" for c in CLASSES), "selected_epoch", "select_on",
+                   "epochs_run", "wall_seconds", "synthetic_data", *SEED_COLUMNS)
+SEEDS_DIR = "seeds"  # <arm>/seeds/<name>/: the runs of an arm's other training seeds
+
+
+def headline(metrics: dict) -> dict:
+    """The summary's test figures of one run's metrics.json."""
+    test = metrics["test"]
+    return {"test_acc": test["accuracy"], "test_macro_f1": test["macro_f1"],
+            "test_balanced_acc": test["balanced_accuracy"], "test_mel_recall": test["per_class"]["mel"]["recall"],
+            "test_mel_auc": test["mel_auc"]}
+
+
+def seed_statistics(run_dir: str | Path) -> dict:
+    """`seeds` (finished runs: the arm's own and those under seeds/) and, over two or more, the
+    mean and sample standard deviation (ddof 1) of each headline figure."""
+    files = [Path(run_dir) / "metrics.json", *sorted(Path(run_dir).glob(f"{SEEDS_DIR}/*/metrics.json"))]
+    runs = pd.DataFrame([headline(json.loads(f.read_text())) for f in files if f.is_file()], columns=list(HEADLINE))
+    stats = {"seeds": len(runs)}
+    if len(runs) > 1:
+        for name in HEADLINE:
+            values = runs[name].astype(float)
+            stats.update({f"{name}_mean": values.mean(), f"{name}_std": values.std(ddof=1)})
+    return stats
 
 
 def summary_row(arm: str, run_dir: str | Path, status: str, wall_seconds: float | None = None) -> dict:
@@ -28,13 +53,11 @@ def summary_row(arm: str, run_dir: str | Path, status: str, wall_seconds: float 
     metrics_file = Path(run_dir) / "metrics.json"
     if metrics_file.exists():
         metrics = json.loads(metrics_file.read_text())
-        test = metrics["test"]
-        row.update(test_acc=test["accuracy"], test_macro_f1=test["macro_f1"],
-                   test_balanced_acc=test["balanced_accuracy"], test_mel_recall=test["per_class"]["mel"]["recall"],
-                   test_mel_auc=test["mel_auc"], selected_epoch=metrics["selected_epoch"],
+        row.update(**headline(metrics), selected_epoch=metrics["selected_epoch"],
                    select_on=metrics["select_on"], epochs_run=metrics["epochs_run"],
                    synthetic_data=metrics["synthetic_data"],
-                   **{f"recall_{c}": test["per_class"][c]["recall"] for c in CLASSES})
+                   **{f"recall_{c}": metrics["test"]["per_class"][c]["recall"] for c in CLASSES})
+    row.update(seed_statistics(run_dir))
     return row
 
 

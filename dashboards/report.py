@@ -38,6 +38,7 @@ from dashboards.results import (
     load_sweep,
 )
 from dashboards.tables import (
+    SEED_NOTE,
     SUBGROUP_COLUMNS,
     VARIANTS,
     calibration_by_arm,
@@ -45,6 +46,7 @@ from dashboards.tables import (
     operating_points_by_arm,
     overall_table,
     recall_table,
+    seed_table,
     study_comparison,
     subgroup_rows,
 )
@@ -112,6 +114,7 @@ def build_report(sweep_dir: Path, out: Path, gradcam_examples: int = 4) -> Path:
         return report.write()
     _tables(report, metrics)
     _paired(report, metrics)
+    _seeds(report)
     for arm in sweep.arms:
         _arm_figures(report, arm, metrics[arm])
     _threshold_curves(report, metrics)
@@ -197,6 +200,12 @@ def _paired(report: Report, metrics: dict[str, dict | None], reference: str = RE
                "resampled with the same lesions), and McNemar's exact test on top-1 correctness. An interval that "
                f"holds 0 does not separate the arms. All pairs: `paired_vs_{reference}.json`.",
                markdown_table(pd.DataFrame(rows)))
+
+
+def _seeds(report: Report) -> None:
+    spread = seed_table(report.sweep.summary)
+    if len(spread):
+        report.add("## Table 9: across training seeds", SEED_NOTE, markdown_table(spread))
 
 
 def _signed_interval(figure: dict) -> str:

@@ -2,7 +2,8 @@
 
 Table 2: overall test metrics per arm; Table 3: per-class test recall per arm;
 Table 4: melanoma operating points; Table 5: test figures with lesion-level intervals;
-Table 6: calibration; subgroup rows per arm. The dashboard and the report both show these.
+Table 6: calibration; subgroup rows per arm; Table 9: spread over training seeds. The
+dashboard and the report both show these.
 """
 from __future__ import annotations
 
@@ -55,6 +56,23 @@ def study_comparison(summary: pd.DataFrame) -> pd.DataFrame:
 
 def _progress(done, total) -> str:
     return f"{int(done)}/{int(total)}" if pd.notna(total) else str(int(done))
+
+
+SEED_FIGURES = {"test_acc": "test acc", "test_macro_f1": "macro-F1", "test_balanced_acc": "bal. acc",
+                "test_mel_recall": "mel recall", "test_mel_auc": "mel AUC"}
+
+
+SEED_NOTE = ("Mean ± sample standard deviation over the training seeds, on the same split and test images: "
+             "what retraining alone changes. The other tables show each arm's first seed.")
+
+
+def seed_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Table 9: mean ± standard deviation over the training seeds of each arm run with two or more."""
+    several = summary[pd.to_numeric(summary.get("seeds"), errors="coerce").fillna(0) > 1]
+    return pd.DataFrame([{"arm": row["arm"], "seeds": int(row["seeds"]),
+                          **{label: f"{row[f'{key}_mean']:.3f} ± {row[f'{key}_std']:.3f}"
+                             for key, label in SEED_FIGURES.items()}}
+                         for _, row in several.iterrows()], columns=["arm", "seeds", *SEED_FIGURES.values()])
 
 
 def recall_table(summary: pd.DataFrame) -> pd.DataFrame:

@@ -4,7 +4,8 @@
 it rewrites summary.csv (one row per arm: pending, running, finished or failed). When
 every sample of an arm has ended, it settles the arm: with several samples, the best
 finished one (on the arm's own select_on, by core's selection key) moves from
-`<arm>/samples/<trial_id>/` into `<arm>/`, the others stay under `<arm>/samples/`.
+`<arm>/samples/<trial_id>/` into `<arm>/`, the others stay under `<arm>/samples/`. With
+several seeds an arm is finished once every seed's trial has ended.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from ray import tune
 from ray.tune.experiment import Trial
 
 from core.metrics import selection_key
-from core.results import summary_row, write_summary
+from core.results import SEEDS_DIR, summary_row, write_summary
 from ray_jobs import storage
 
 
@@ -41,14 +42,21 @@ def settle(arm_dir: str, select_on: str) -> None:
         storage.move_dir(storage.join(samples, max(scored)[1]), arm_dir)
 
 
-def arm_row(arm: str, arm_dir: str, trials: list[Trial], running: Trial | None) -> dict:
-    status = ("failed" if trials and all(ended(t) for t in trials)
+def arm_row(arm: str, arm_dir: str, trials: list[Trial], running: Trial | None, seeds: int = 1) -> dict:
+    all_ended = bool(trials) and all(ended(t) for t in trials)
+    status = ("failed" if all_ended
               else "running" if any(t is running or t.status == Trial.RUNNING for t in trials) else "pending")
-    with tempfile.TemporaryDirectory() as local:  # summary_row reads a local metrics.json
+    with tempfile.TemporaryDirectory() as local:  # summary_row reads local metrics.json files
         metrics_file = storage.join(arm_dir, "metrics.json")
         if storage.exists(metrics_file):
             Path(local, "metrics.json").write_text(storage.read_text(metrics_file))
-            status = "finished"
+            if seeds == 1 or all_ended:
+                status = "finished"
+        for name in storage.list_dirs(storage.join(arm_dir, SEEDS_DIR)):
+            seed_metrics = storage.join(arm_dir, SEEDS_DIR, name, "metrics.json")
+            if storage.exists(seed_metrics):
+                Path(local, SEEDS_DIR, name).mkdir(parents=True)
+                Path(local, SEEDS_DIR, name, "metrics.json").write_text(storage.read_text(seed_metrics))
         wall = sum(t.last_result.get("time_total_s", 0.0) for t in trials)
         return summary_row(arm, local, status, round(wall, 1))
 
@@ -58,8 +66,8 @@ def read_summary(results: str) -> pd.DataFrame:
 
 
 class SummaryCallback(tune.Callback):
-    def __init__(self, results: str, select_on: dict[str, str], samples: int):
-        self.results, self.select_on, self.samples = results, select_on, samples
+    def __init__(self, results: str, select_on: dict[str, str], samples: int, seeds: int = 1):
+        self.results, self.select_on, self.samples, self.seeds = results, select_on, samples, seeds
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.update(trials, running=trial)
@@ -80,6 +88,6 @@ class SummaryCallback(tune.Callback):
             mine = [t for t in trials if t.config["arm"] == arm]
             if self.samples > 1 and mine and all(ended(t) for t in mine):
                 settle(arm_dir, select_on)
-            rows.append(arm_row(arm, arm_dir, mine, running))
+            rows.append(arm_row(arm, arm_dir, mine, running, self.seeds))
         with tempfile.TemporaryDirectory() as local:
             storage.put_file(write_summary(local, rows), storage.join(self.results, "summary.csv"))

@@ -4,6 +4,7 @@
       sweep.json, splits.csv, summary.csv   the results contract (DESIGN.md)
       <arm>/ ...                            the arm's run folder (its best sample)
       <arm>/samples/<trial_id>/             the other samples, with --samples K > 1
+      <arm>/seeds/seed_<n>/                 the other training seeds, with --seeds N > 1
       ray/tune/                             Tune's experiment state (for --resume)
       ray/train/<arm>-<trial_id>/           each trial's Train run and its checkpoints
 """
@@ -54,6 +55,7 @@ class Sweep:
     data_root: str
     arms: list[str]
     samples: int = 1
+    seeds: int = 1  # training seeds per arm (each arm's config seed, +1, ...)
     scheduler: str = "asha"
     overrides: dict = field(default_factory=dict)
     split_seed: int = 0
@@ -136,6 +138,7 @@ def start(sweep: Sweep, run_configs: dict[str, RunConfig], facts: dict, splits: 
         "split_seed": sweep.split_seed,
         "arms": sweep.arms,
         "samples": sweep.samples,
+        "seeds": sweep.seeds,
         "git_commit": git_commit(),
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__,
                      "ray": ray.__version__},
@@ -165,10 +168,11 @@ def make_tuner(sweep: Sweep, run_configs: dict[str, RunConfig]) -> tune.Tuner:
     constants = {"results": sweep.results, "data_root": sweep.data_root, "samples": sweep.samples,
                  "workers": res.workers, "cpus_per_worker": res.cpus_per_worker,
                  "gpus_per_worker": res.gpus_per_worker}
-    params = ["arm"] + (["lr", "weight_decay", "mel_multiplier"] if sweep.samples > 1 else [])
+    params = (["arm"] + (["lr", "weight_decay", "mel_multiplier"] if sweep.samples > 1 else [])
+              + (["seed_offset"] if sweep.seeds > 1 else []))
     return tune.Tuner(
         trainable,
-        param_space=param_space(configs, sweep.samples, constants),
+        param_space=param_space(configs, sweep.samples, constants, sweep.seeds),
         tune_config=tune.TuneConfig(
             num_samples=sweep.samples,
             scheduler=make_scheduler(sweep.scheduler, configs, sweep.samples),
@@ -185,7 +189,7 @@ def make_tuner(sweep: Sweep, run_configs: dict[str, RunConfig]) -> tune.Tuner:
             progress_reporter=tune.CLIReporter(parameter_columns=params, metric_columns=METRIC_COLUMNS,
                                                max_report_frequency=30),
             callbacks=[SummaryCallback(sweep.results, {a: c.select_on for a, c in run_configs.items()},
-                                       sweep.samples)],
+                                       sweep.samples, sweep.seeds)],
         ),
     )
 

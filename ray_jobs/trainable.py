@@ -21,6 +21,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from core.config import RunConfig, from_dict
+from core.results import SEEDS_DIR
 from core.train import fit
 from ray_jobs import faults, storage
 from ray_jobs.arms import PRE_STEPS
@@ -68,8 +69,19 @@ def train_worker(config: dict) -> None:
 
 
 def trial_config(config: dict) -> RunConfig:
-    """The arm's resolved config with this trial's sampled hyperparameters on top."""
-    return from_dict({**config["arm_configs"][config["arm"]], **{k: config[k] for k in SAMPLED if k in config}})
+    """The arm's resolved config with this trial's sampled hyperparameters and training seed on top."""
+    arm_config = config["arm_configs"][config["arm"]]
+    seed = arm_config["seed"] + config.get("seed_offset", 0)
+    return from_dict({**arm_config, **{k: config[k] for k in SAMPLED if k in config}, "seed": seed})
+
+
+def run_folder(arm_dir: str, trial_id: str, samples: int, seed_offset: int, seed: int) -> str:
+    """Where a trial writes: the arm's folder, a sample's folder, or one of its other seeds' folders."""
+    if samples > 1:
+        return storage.join(arm_dir, "samples", trial_id)
+    if seed_offset:
+        return storage.join(arm_dir, SEEDS_DIR, f"seed_{seed}")
+    return arm_dir
 
 
 def run_trial(config: dict) -> None:
@@ -77,12 +89,13 @@ def run_trial(config: dict) -> None:
     sweep, arm = config["sweep"], config["arm"]
     trial_id = ray.tune.get_context().get_trial_id()
     arm_dir = storage.join(sweep["results"], arm)
-    out = arm_dir if sweep["samples"] == 1 else storage.join(arm_dir, "samples", trial_id)
-    # A sample already written (or its arm already settled) is not trained again, even if
-    # Tune's experiment state was saved before it finished and the sweep was resumed.
-    if any(storage.exists(storage.join(folder, "metrics.json")) for folder in {out, arm_dir}):
-        return
     cfg = trial_config(config)
+    out = run_folder(arm_dir, trial_id, sweep["samples"], config.get("seed_offset", 0), cfg.seed)
+    # A run already written (or its arm's samples already settled) is not trained again, even
+    # if Tune's experiment state was saved before it finished and the sweep was resumed.
+    settled = {arm_dir} if sweep["samples"] > 1 else set()
+    if any(storage.exists(storage.join(folder, "metrics.json")) for folder in {out} | settled):
+        return
     resources = {"CPU": sweep["cpus_per_worker"]}
     if sweep["gpus_per_worker"]:
         resources["GPU"] = sweep["gpus_per_worker"]

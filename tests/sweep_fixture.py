@@ -69,13 +69,19 @@ def write_sweep_json(sweep_dir: Path, data_root: Path | None, synthetic: bool, s
         "finished": _now() if status == "finished" else None, "status": status})
 
 
-def make_sweep(root: Path, name: str, arms: dict[str, str], synthetic: bool = True) -> Path:
-    """A sweep whose arms have the given statuses; finished and running arms get run folders."""
+def make_sweep(root: Path, name: str, arms: dict[str, str], synthetic: bool = True,
+               seeds: dict[str, int] | None = None) -> Path:
+    """A sweep whose arms have the given statuses; finished and running arms get run folders.
+
+    An arm named in `seeds` also gets that many runs in all: its own and the others under seeds/.
+    """
     sweep = root / name
     rows = []
     for seed, (arm, status) in enumerate(arms.items()):
         if status in ("finished", "running"):
             fake_arm(sweep / arm, seed=seed, finished=status == "finished", synthetic=synthetic)
+        for extra in range(1, (seeds or {}).get(arm, 1)):
+            fake_arm(sweep / arm / "seeds" / f"seed_{extra}", seed=100 * extra + seed, synthetic=synthetic)
         rows.append(summary_row(arm, sweep / arm, status, 10.0 * seed if status == "finished" else None))
     sweep.mkdir(parents=True, exist_ok=True)
     write_summary(sweep, rows)

@@ -47,6 +47,16 @@ def test_samples_below_one(capsys, results, demo_root):
     assert status == 2 and "--samples must be at least 1" in err
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--seeds", "0"], "--seeds must be at least 1; got 0"),
+    (["--samples", "2", "--seeds", "3"], "--samples and --seeds do not combine"),
+])
+def test_seeds_below_one_or_with_samples(capsys, results, demo_root, args, message):
+    status, err = run_all(capsys, "--data-root", str(demo_root), *args, "--results", str(results))
+    assert status == 2 and message in err
+    assert not results.exists()
+
+
 def test_a_data_root_that_fails_its_check(capsys, results, tmp_path, demo_root):
     broken = tmp_path / "broken"
     broken.mkdir()

@@ -1,7 +1,8 @@
 """A real `ray start --head` on 127.0.0.1, a smoke sweep submitted to it as a Ray Job, `ray stop`.
 
-The sweep draws two hyperparameter samples of one arm, so it also shows the per-arm
-ASHA scheduler and the best sample landing in the arm's folder.
+The first sweep draws two hyperparameter samples of one arm, so it also shows the per-arm
+ASHA scheduler and the best sample landing in the arm's folder; the second trains one arm
+with two training seeds.
 """
 from __future__ import annotations
 
@@ -72,6 +73,38 @@ def test_the_other_sample_stays_under_samples(job):
     assert (other / "config.json").is_file()
     configs = [json.loads((d / "config.json").read_text()) for d in (sweep / "sampler", other)]
     assert configs[0]["lr"] != configs[1]["lr"]  # two draws from the search space
+
+
+@pytest.fixture(scope="module")
+def seeded_job(ray_env, demo_root, tmp_path_factory):
+    results = tmp_path_factory.mktemp("seeds") / "results"
+    done = submit(ray_env, "--data-root", str(demo_root), "--profile", "smoke", "--arms", "baseline",
+                  "--seeds", "2", "--results", str(results), "--name", "seeds")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return results / "seeds"
+
+
+def test_each_seed_trains_the_same_split_with_its_own_seed(seeded_job):
+    runs = [seeded_job / "baseline", seeded_job / "baseline" / "seeds" / "seed_1"]
+    configs = [json.loads((run / "config.json").read_text()) for run in runs]
+    assert [c["seed"] for c in configs] == [0, 1]
+    assert configs[0] | {"seed": 1} == configs[1]  # nothing else differs
+    splits = [pd.read_csv(run / "splits.csv") for run in runs]
+    assert splits[0].equals(splits[1])
+    predictions = [pd.read_csv(run / "predictions_test.csv") for run in runs]
+    assert list(predictions[0]["image_id"]) == list(predictions[1]["image_id"])
+    assert not predictions[0].equals(predictions[1])  # another seed, another model
+
+
+def test_the_summary_gives_mean_and_std_over_the_seeds(seeded_job):
+    row = pd.read_csv(seeded_job / "summary.csv").set_index("arm").loc["baseline"]
+    assert row["status"] == "finished" and row["seeds"] == 2
+    runs = [seeded_job / "baseline", seeded_job / "baseline" / "seeds" / "seed_1"]
+    f1 = [json.loads((run / "metrics.json").read_text())["test"]["macro_f1"] for run in runs]
+    assert row["test_macro_f1"] == pytest.approx(f1[0])  # the arm's own row is its first seed
+    assert row["test_macro_f1_mean"] == pytest.approx(sum(f1) / 2)
+    assert row["test_macro_f1_std"] == pytest.approx(abs(f1[0] - f1[1]) / 2 ** 0.5)
+    assert json.loads((seeded_job / "sweep.json").read_text())["seeds"] == 2
 
 
 def test_a_failing_job_returns_its_exit_status(ray_env, tmp_path):

@@ -17,7 +17,7 @@ from ray_jobs.scheduler import PerArmScheduler, make_scheduler
 from ray_jobs.search import LR, MEL_MULTIPLIER, WEIGHT_DECAY, param_space
 from ray_jobs.submit import check_paths
 from ray_jobs.summary import settle
-from ray_jobs.trainable import trial_config
+from ray_jobs.trainable import run_folder, trial_config
 
 
 # ------------------------------------------------------------------------- arms
@@ -49,9 +49,10 @@ def test_unknown_arm_or_profile_is_refused(arms, profile, message):
 # ------------------------------------------------------------------------- search space
 
 
-def sampled(samples: int, rounds: int = 1) -> list[dict]:
-    configs = {"plain": {"mel_multiplier": 1.0, "lr": 3e-4}, "mel": {"mel_multiplier": 2.0, "lr": 3e-4}}
-    space = param_space(configs, samples, {"results": "/r"})
+def sampled(samples: int, rounds: int = 1, seeds: int = 1) -> list[dict]:
+    configs = {"plain": {"mel_multiplier": 1.0, "lr": 3e-4, "seed": 0},
+               "mel": {"mel_multiplier": 2.0, "lr": 3e-4, "seed": 7}}
+    space = param_space(configs, samples, {"results": "/r"}, seeds)
     return [config for _ in range(rounds) for _, config in generate_variants(space)]
 
 
@@ -69,6 +70,19 @@ def test_samples_draw_lr_and_weight_decay_and_the_mel_multiplier_only_where_used
     mel = [t["mel_multiplier"] for t in trials if t["arm"] == "mel"]
     assert all(MEL_MULTIPLIER[0] <= m <= MEL_MULTIPLIER[1] for m in mel) and len(set(mel)) == len(mel)
     assert {t["mel_multiplier"] for t in trials if t["arm"] == "plain"} == {1.0}
+
+
+def test_seeds_repeat_each_arm_as_written_with_consecutive_training_seeds():
+    trials = sampled(1, seeds=3)
+    seeds = sorted((t["arm"], trial_config(t).seed) for t in trials)
+    assert seeds == [("mel", 7), ("mel", 8), ("mel", 9), ("plain", 0), ("plain", 1), ("plain", 2)]
+    assert all(trial_config(t).lr == 3e-4 for t in trials)  # nothing else varies
+
+
+def test_each_seed_writes_its_own_run_folder():
+    assert run_folder("/r/arm", "t1", samples=1, seed_offset=0, seed=0) == "/r/arm"  # the arm's own run
+    assert run_folder("/r/arm", "t2", samples=1, seed_offset=2, seed=2) == "/r/arm/seeds/seed_2"
+    assert run_folder("/r/arm", "t3", samples=4, seed_offset=0, seed=0) == "/r/arm/samples/t3"
 
 
 # ------------------------------------------------------------------------- scheduling

@@ -1,7 +1,10 @@
 """The report reproduces the study's Tables 2-4 (one row per arm) and figures for any sweep."""
 from __future__ import annotations
 
+import json
 import re
+
+import numpy as np
 
 from dashboards.report import main
 from tests.sweep_fixture import make_sweep, write_sweep_json
@@ -74,6 +77,19 @@ def test_paired_table_compares_each_finished_arm_with_baseline(tmp_path):
     difference, lo, hi = map(float, re.fullmatch(r"(\S+) \[(\S+), (\S+)\]", rows[0][1]).groups())
     assert lo <= difference <= hi
     assert (out / "paired_vs_baseline.json").is_file()
+
+
+def test_seed_table_is_mean_and_std_over_every_seed(tmp_path):
+    sweep = make_sweep(tmp_path, "seeds", {"baseline": "finished", "sampler": "finished"}, seeds={"sampler": 3})
+    out = tmp_path / "report"
+    assert main(["--results", str(sweep), "--out", str(out)]) == 0
+    rows = table_after((out / "report.md").read_text(), "## Table 9")
+    assert [row[:2] for row in rows] == [["sampler", "3"]]  # baseline ran once: no spread to show
+    runs = [sweep / "sampler", *sorted((sweep / "sampler" / "seeds").iterdir())]
+    tests = [json.loads((run / "metrics.json").read_text())["test"] for run in runs]
+    for column, key in ((2, "accuracy"), (3, "macro_f1")):
+        values = [test[key] for test in tests]
+        assert np.std(values) > 0 and rows[0][column] == f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
 
 
 def test_refuses_a_folder_that_is_not_a_sweep(tmp_path, capsys):

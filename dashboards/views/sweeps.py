@@ -6,7 +6,7 @@ import panel as pn
 
 from dashboards.results import Sweep
 from dashboards.state import Dashboard
-from dashboards.tables import overall_table, study_comparison
+from dashboards.tables import SEED_NOTE, overall_table, seed_table, study_comparison
 from dashboards.views.common import data_notice, no_sweep, number_formats, table
 
 STATUS_COLOURS = {"running": "#fff3cd", "failed": "#f8d7da", "pending": "#e9ecef", "finished": ""}
@@ -14,6 +14,7 @@ CAPTION = ("Test-set figures of each arm's selected checkpoint. Click a column h
            "Running arms show their epochs so far; the table refreshes as the sweep writes.")
 STUDY_CAPTION = ("#### Beside the source study\nThe `study` columns are the source study's test figures on "
                  "real HAM10000 (lesion-wise split, 1003 test images).")
+SEEDS_CAPTION = f"#### Across training seeds\n{SEED_NOTE}"
 INFO_KEYS = ("profile", "status", "started", "finished", "data_root", "data_fingerprint", "split_seed",
              "git_commit")
 
@@ -38,7 +39,7 @@ def sweep_view(dash: Dashboard) -> pn.Column:
     notice = pn.Column()
     caption = pn.pane.Markdown()
     summary = table(pd.DataFrame(), digits={"wall s": 1}, css_classes=["summary-table"])
-    study = pn.Column()
+    study, seeds = pn.Column(), pn.Column()
     summary.style.map(_status_style, subset=["status"])
 
     def update(*_):
@@ -56,7 +57,9 @@ def sweep_view(dash: Dashboard) -> pn.Column:
         if sweep.synthetic is False:  # never beside synthetic or unlabelled data
             study[:] = [pn.pane.Markdown(STUDY_CAPTION),
                         table(study_comparison(sweep.summary), css_classes=["study-table"])]
+        spread = seed_table(sweep.summary)
+        seeds[:] = [pn.pane.Markdown(SEEDS_CAPTION), table(spread, css_classes=["seeds-table"])] if len(spread) else []
 
     dash.param.watch(update, "version")
     update()
-    return pn.Column(info, notice, caption, summary, study, sizing_mode="stretch_width")
+    return pn.Column(info, notice, caption, summary, study, seeds, sizing_mode="stretch_width")
