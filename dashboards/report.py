@@ -32,16 +32,19 @@ from dashboards.results import (
     arm_images,
     is_sweep,
     load_config,
+    load_external_metrics,
     load_history,
     load_metrics,
     load_predictions,
     load_sweep,
 )
 from dashboards.tables import (
+    EXTERNAL_NOTE,
     SEED_NOTE,
     SUBGROUP_COLUMNS,
     VARIANTS,
     calibration_by_arm,
+    external_by_arm,
     intervals_by_arm,
     operating_points_by_arm,
     overall_table,
@@ -115,6 +118,7 @@ def build_report(sweep_dir: Path, out: Path, gradcam_examples: int = 4) -> Path:
     _tables(report, metrics)
     _paired(report, metrics)
     _seeds(report)
+    _external(report)
     for arm in sweep.arms:
         _arm_figures(report, arm, metrics[arm])
     _threshold_curves(report, metrics)
@@ -206,6 +210,12 @@ def _seeds(report: Report) -> None:
     spread = seed_table(report.sweep.summary)
     if len(spread):
         report.add("## Table 9: across training seeds", SEED_NOTE, markdown_table(spread))
+
+
+def _external(report: Report) -> None:
+    scored = external_by_arm({arm: load_external_metrics(report.sweep.arm_dir(arm)) for arm in report.sweep.arms})
+    if len(scored):
+        report.add("## Table 10: external test set (ISIC 2018 Task 3)", EXTERNAL_NOTE, markdown_table(scored))
 
 
 def _signed_interval(figure: dict) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from core.metrics import read_predictions
+from core.external import METRICS_FILE as EXTERNAL_METRICS_FILE
 from core.results import STATUSES, SUMMARY_COLUMNS, summary_row
 
 SWEEP_MARKERS = ("sweep.json", "summary.csv")
@@ -155,6 +156,11 @@ def load_config(arm_dir: Path) -> dict | None:
 
 def load_metrics(arm_dir: Path) -> dict | None:
     return read_json(arm_dir / "metrics.json")
+
+
+def load_external_metrics(arm_dir: Path) -> dict | None:
+    """metrics_external.json (`python -m core.evaluate --external`), None when the arm was not scored."""
+    return read_json(arm_dir / EXTERNAL_METRICS_FILE)
 
 
 def load_history(arm_dir: Path) -> pd.DataFrame | None:

@@ -24,6 +24,7 @@ from core.data.download import (
     unpack_zip,
 )
 from core.data.metadata import read_metadata
+from core.external import HAM_FORMAT, find_ground_truth, locate_images, read_ground_truth
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -34,6 +35,11 @@ METADATA_CSV = (
     b"HAM_0000003,ISIC_0000003,bkl,consensus,,unknown,trunk,vienna_dias\n"
 )
 METADATA_TAB = METADATA_CSV.replace(b",", b"\t")  # what an ingested table serves by default
+TEST_GROUND_TRUTH_CSV = (
+    b"lesion_id,image_id,dx,dx_type,age,sex,localization,dataset\n"
+    b"HAMTEST_0000001,ISIC_0034524,nv,follow_up,45,female,back,vidir_molemax\n"
+    b"HAMTEST_0000002,ISIC_0034525,mel,histo,70,male,face,rosendahl\n"
+)
 
 
 def jpeg_bytes(colour: str) -> bytes:
@@ -138,6 +144,9 @@ class FakeDataverse:
 
 PART_1 = {"ISIC_0000001.jpg": jpeg_bytes("red"), "ISIC_0000002.jpg": jpeg_bytes("blue")}
 PART_2 = {"ISIC_0000003.jpg": jpeg_bytes("green")}
+# The ISIC 2018 Task 3 test images sit in a folder inside their zip.
+TEST_IMAGES = {"ISIC2018_Task3_Test_Images/ISIC_0034524.jpg": jpeg_bytes("white"),
+               "ISIC2018_Task3_Test_Images/ISIC_0034525.jpg": jpeg_bytes("black")}
 
 
 def dataverse_files() -> list[FakeFile]:
@@ -145,7 +154,10 @@ def dataverse_files() -> list[FakeFile]:
         FakeFile(11, "HAM10000_images_part_1.zip", zip_bytes(PART_1)),
         FakeFile(12, "HAM10000_images_part_2.zip", zip_bytes(PART_2)),
         FakeFile(13, "HAM10000_metadata.tab", METADATA_TAB, METADATA_CSV, "HAM10000_metadata.csv"),
-        FakeFile(14, "ISIC2018_Task3_Test_Images.zip", zip_bytes({"ISIC_0034524.jpg": jpeg_bytes("white")})),
+        FakeFile(14, "ISIC2018_Task3_Test_Images.zip", zip_bytes(TEST_IMAGES)),
+        FakeFile(15, "ISIC2018_Task3_Test_GroundTruth.tab", TEST_GROUND_TRUTH_CSV.replace(b",", b"\t"),
+                 TEST_GROUND_TRUTH_CSV, "ISIC2018_Task3_Test_GroundTruth.csv"),
+        FakeFile(16, "HAM10000_segmentations_lesion_tschandl.zip", zip_bytes({"ISIC_0000001_segmentation.png": b"x"})),
     ]
 
 
@@ -168,6 +180,7 @@ def test_full_download_verifies_and_unpacks(dataverse, tmp_path):
 
     assert [p.name for p in paths] == [
         "HAM10000_images_part_1.zip", "HAM10000_images_part_2.zip", "HAM10000_metadata.csv",
+        "ISIC2018_Task3_Test_Images.zip", "ISIC2018_Task3_Test_GroundTruth.csv",
     ]
     assert (tmp_path / "HAM10000_metadata.csv").read_bytes() == METADATA_CSV
     assert len(read_metadata(tmp_path / "HAM10000_metadata.csv")) == 3
@@ -176,9 +189,26 @@ def test_full_download_verifies_and_unpacks(dataverse, tmp_path):
             assert (tmp_path / folder / name).read_bytes() == data
         assert (tmp_path / folder / UNPACKED_MARKER).is_file()
     assert not list(tmp_path.glob("*.part"))
-    assert not (tmp_path / "ISIC2018_Task3_Test_Images.zip").exists()
+    assert not (tmp_path / "HAM10000_segmentations_lesion_tschandl.zip").exists()  # not a default file
     metadata_request = next(r for r in dataverse.file_requests() if r["path"].endswith("/13"))
     assert metadata_request["query"] == {"format": ["original"]}
+
+
+def test_full_download_includes_the_isic2018_test_set(dataverse, tmp_path):
+    download(tmp_path, dataverse.url)
+
+    assert (tmp_path / "ISIC2018_Task3_Test_GroundTruth.csv").read_bytes() == TEST_GROUND_TRUTH_CSV
+    ground_truth_request = next(r for r in dataverse.file_requests() if r["path"].endswith("/15"))
+    assert ground_truth_request["query"] == {"format": ["original"]}  # the CSV upload, not the ingested .tab
+    unpacked = tmp_path / "ISIC2018_Task3_Test_Images"
+    assert (unpacked / UNPACKED_MARKER).is_file()
+    for member, data in TEST_IMAGES.items():
+        assert (unpacked / member).read_bytes() == data
+    # What `python -m core.evaluate --external` reads: the ground truth and every image it names.
+    truth = read_ground_truth(find_ground_truth(tmp_path))
+    refs = locate_images(truth, tmp_path)
+    assert truth.format == HAM_FORMAT and list(truth.frame["image_id"]) == ["ISIC_0034524", "ISIC_0034525"]
+    assert [ref.path.read_bytes() for ref in refs] == list(TEST_IMAGES.values())
 
 
 @pytest.mark.parametrize("honor_range", [True, False], ids=["range", "server-ignores-range"])
@@ -257,7 +287,9 @@ def test_zip_slip_member_is_refused(tmp_path):
 def test_cli_list_and_error_exit(dataverse, tmp_path, capsys):
     assert main(["--list", "--server", dataverse.url]) == 0
     listing = capsys.readouterr().out
-    assert "ISIC2018_Task3_Test_Images.zip" in listing
+    assert "HAM10000_segmentations_lesion_tschandl.zip" in listing
+    assert "ISIC2018_Task3_Test_GroundTruth.tab" in listing
+    assert "downloads as ISIC2018_Task3_Test_GroundTruth.csv" in listing
     assert "HAM10000_metadata.tab" in listing and "downloads as HAM10000_metadata.csv" in listing
 
     assert main(["--dest", str(tmp_path), "--server", dataverse.url, "--files", "nope.zip"]) == 1

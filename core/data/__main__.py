@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=Path)
     p.set_defaults(run=cmd_cache)
 
-    p = sub.add_parser("download", help="HAM10000 from the Harvard Dataverse")
+    p = sub.add_parser("download", help="HAM10000 and the ISIC 2018 Task 3 test set from the Harvard Dataverse")
     download.add_arguments(p)
     p.set_defaults(run=download.run)
     return parser

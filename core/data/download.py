@@ -1,5 +1,9 @@
 """Download HAM10000 from the Harvard Dataverse (doi:10.7910/DVN/DBW86T) through its public API.
 
+By default it fetches the training set (two image zips and the metadata) and the ISIC 2018
+Task 3 test set the record also holds (1511 images and their ground truth), on which
+`python -m core.evaluate --external` scores trained runs.
+
 Each file streams into NAME.part (resumed with an HTTP Range request after an interruption),
 is checked against the size and checksum the dataset record lists, then renamed into
 place. Zips are unpacked once into a folder named after the zip.
@@ -20,9 +24,12 @@ from tqdm import tqdm
 
 DATAVERSE_SERVER = "https://dataverse.harvard.edu"
 HAM10000_DOI = "doi:10.7910/DVN/DBW86T"
-# The training set. The metadata is an ingested table: listed as HAM10000_metadata.tab,
-# fetched as its original upload; a name matches a listed name, original name or stem.
-DEFAULT_FILES = ("HAM10000_images_part_1.zip", "HAM10000_images_part_2.zip", "HAM10000_metadata")
+# The training set, then the ISIC 2018 Task 3 test set (the external test set). The tables
+# may be ingested: listed as NAME.tab, fetched as their original upload; a name matches a
+# listed name, original name or stem.
+TRAINING_FILES = ("HAM10000_images_part_1.zip", "HAM10000_images_part_2.zip", "HAM10000_metadata")
+EXTERNAL_TEST_FILES = ("ISIC2018_Task3_Test_Images.zip", "ISIC2018_Task3_Test_GroundTruth")
+DEFAULT_FILES = TRAINING_FILES + EXTERNAL_TEST_FILES
 UNPACKED_MARKER = ".dermablate_unpacked"
 TIMEOUT = (15, 60)  # seconds: connect, and between bytes received
 CHUNK = 1 << 20
@@ -289,7 +296,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", default=DATAVERSE_SERVER, help="Dataverse server (default: %(default)s)")
     parser.add_argument(
         "--files", nargs="+", default=list(DEFAULT_FILES), metavar="NAME",
-        help="files of the record to fetch (default: the HAM10000 training set; see --list)",
+        help="files of the record to fetch (default: the HAM10000 training set and the ISIC 2018 Task 3 "
+        "test set; see --list)",
     )
     parser.add_argument("--list", action="store_true", help="list the files the record holds, and exit")
 

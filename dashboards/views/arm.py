@@ -4,9 +4,9 @@ from __future__ import annotations
 import panel as pn
 
 from dashboards.figures import confusion_figure, history_figure, reliability_figure, titled
-from dashboards.results import arm_images, load_config, load_history, load_metrics
+from dashboards.results import arm_images, load_config, load_external_metrics, load_history, load_metrics
 from dashboards.state import Dashboard
-from dashboards.tables import intervals_by_arm, subgroup_rows
+from dashboards.tables import EXTERNAL_NOTE, external_by_arm, intervals_by_arm, subgroup_rows
 from dashboards.views.common import figure, no_sweep, note, table
 
 
@@ -19,8 +19,9 @@ def metrics_line(metrics: dict) -> str:
             f"{val['accuracy']:.4f}, macro-F1 {val['macro_f1']:.4f} (n = {val['n']}).")
 
 
-def evaluation_parts(arm: str, metrics: dict, synthetic: bool | None) -> list:
-    """95% lesion-level intervals, the reliability diagram and the subgroup table, where metrics.json has them."""
+def evaluation_parts(arm: str, metrics: dict, synthetic: bool | None, external: dict | None = None) -> list:
+    """95% lesion-level intervals, the reliability diagram and the subgroup table, where metrics.json has them;
+    the external test set's figures where the arm was scored on it."""
     parts = []
     if "test_intervals" in metrics:
         parts += [pn.pane.Markdown("#### Test figures, 95% lesion-level bootstrap intervals"),
@@ -32,6 +33,8 @@ def evaluation_parts(arm: str, metrics: dict, synthetic: bool | None) -> list:
         parts += [pn.pane.Markdown("#### Subgroups (test set): `flagged` = melanoma recall more than 10 points "
                                    "below the arm's overall"),
                   table(subgroups, pagination="local", page_size=12)]
+    if external is not None:
+        parts += [pn.pane.Markdown(f"#### External test set\n{EXTERNAL_NOTE}"), table(external_by_arm({arm: external}))]
     return parts
 
 
@@ -51,7 +54,7 @@ def arm_view(dash: Dashboard) -> pn.param.ParamFunction:
             parts += [pn.pane.Markdown(metrics_line(metrics)),
                       figure(confusion_figure(metrics["test"]["confusion"],
                                               titled(f"{arm}: test confusion matrix", sweep.synthetic)))]
-            parts += evaluation_parts(arm, metrics, sweep.synthetic)
+            parts += evaluation_parts(arm, metrics, sweep.synthetic, load_external_metrics(arm_dir))
         if history is not None and len(history):
             selected = metrics["selected_epoch"] if metrics else None
             parts.append(figure(history_figure(history, selected, titled(f"{arm}: training", sweep.synthetic))))
