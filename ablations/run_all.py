@@ -64,6 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def local_runtime_env() -> dict:
+    """The runtime_env of a Ray that run_all starts on this machine.
+
+    Its workers import this checkout (whatever the current folder). They also run at
+    niceness 0 rather than Ray's default 15, as Ray's own job supervisor does: on a small
+    machine, niced trials lose a tenth or more of their speed to Ray's control plane
+    (benchmarks/ray_overhead.py).
+    """
+    return {"env_vars": {"PYTHONPATH": str(REPO), "RAY_worker_niceness": "0"}}
+
+
 def demo_data(path: Path, n: int) -> Path:
     """The synthetic demo dataset at `path`, built once (into a temporary folder, then renamed)."""
     try:
@@ -121,10 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sweep, run_configs, record = resumed_sweep(args, results) if args.resume else new_sweep(args, results, profile)
         facts, splits = check_data(sweep, run_configs, record)  # a bad dataset stops here, before any write
-        # The workers of a Ray started here import this checkout (whatever the current folder);
-        # a job's workers have its working_dir, and a joined cluster needs the code at this path.
+        # A job's workers have its working_dir, and a joined cluster needs the code at this path.
         local = not (args.address or os.environ.get("RAY_ADDRESS"))
-        ray.init(address=args.address, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}} if local else None)
+        ray.init(address=args.address, runtime_env=local_runtime_env() if local else None)
         if sweep.resources is None:
             sweep.resources = resolve(ray.cluster_resources(), args.workers_per_trial, args.cpus_per_worker,
                                       args.gpus_per_worker, args.max_concurrent)

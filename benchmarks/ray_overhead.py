@@ -1,11 +1,11 @@
 """What Ray costs on this machine: one arm's training speed with and without Ray Train, and a
 small demo sweep run one arm after another versus as a parallel Ray Tune sweep.
 
-    python benchmarks/ray_overhead.py [--data-root DIR] [--arm baseline] [--epochs 2]
+    python benchmarks/ray_overhead.py [--data-root DIR] [--arm baseline] [--epochs 5]
                                       [--sweep-arms baseline sampler]
 
 Training speed is `train_images_per_s` from history.csv (images over the epoch's own
-training seconds, so start-up is excluded), averaged over the epochs after the first.
+training seconds, so start-up is excluded), the median over the epochs after the first.
 Each Ray Train variant is compared with core alone on the same CPUs: all of them (as torch
 threads, one worker's or shared by two DDP workers), and one (the sweep's default trial on
 a CPU-only machine). Run by hand; the figures go in the README.
@@ -29,7 +29,7 @@ import ray.train  # noqa: E402
 import ray.train.torch  # noqa: E402
 import torch  # noqa: E402
 
-from ablations.run_all import DEMO_SIZES, demo_data  # noqa: E402
+from ablations.run_all import DEMO_SIZES, demo_data, local_runtime_env  # noqa: E402
 from core import io  # noqa: E402
 from core.config import RunConfig  # noqa: E402
 from core.data.dataset import load_dataset  # noqa: E402
@@ -41,8 +41,8 @@ from ray_jobs.trainable import train_worker  # noqa: E402
 
 def images_per_s(run_dir: Path) -> float:
     history = pd.read_csv(run_dir / "history.csv")
-    return float(history["train_images_per_s"].iloc[1:].mean() if len(history) > 1
-                 else history["train_images_per_s"].mean())
+    return float(history["train_images_per_s"].iloc[1:].median() if len(history) > 1
+                 else history["train_images_per_s"].median())
 
 
 def core_alone(cfg: RunConfig, data_root: str, out: Path, threads: int) -> float:
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", help="dataset (default: the demo dataset, built once in data/demo)")
     p.add_argument("--profile", default="demo")
     p.add_argument("--arm", default="baseline")
-    p.add_argument("--epochs", type=int, default=2, help="epochs of every run, the sweep's included")
+    p.add_argument("--epochs", type=int, default=5, help="epochs of every run, the sweep's included")
     p.add_argument("--sweep-arms", nargs="*", default=["baseline", "sampler"],
                    help="arms of the sequential-versus-parallel comparison (none: skip it)")
     args = p.parse_args(argv)
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         speeds = [timed(fn, *fn_args) for _, fn, fn_args, _ in core]
         torch.set_num_threads(cpus)
-        ray.init(num_cpus=cpus, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+        ray.init(num_cpus=cpus, runtime_env=local_runtime_env())  # as run_all.py starts Ray
         speeds += [timed(fn, *fn_args) for _, fn, fn_args, _ in with_ray]
         ray.shutdown()
         variants = core + with_ray
