@@ -38,6 +38,7 @@ from core.data.transforms import eval_transform, stored_side
 from core.labels import CLASS_INDEX, CLASSES, MEL
 from core.metrics import at_threshold, classification_metrics, predictions_frame
 from core.predict import TrainedModel
+from core.subgroups import subgroup_columns, subgroup_report
 from core.train import amp_dtype_for, predict, resolve_device
 
 GROUND_TRUTH_NAMES = ("ISIC2018_Task3_Test_GroundTruth.csv", "ISIC2018_Task3_Test_GroundTruth.tab")
@@ -242,18 +243,20 @@ def predict_external(trained: TrainedModel, external: ExternalSet, batch_size: i
 
 
 def external_figures(external: ExternalSet, probs: np.ndarray, trained: TrainedModel) -> dict:
-    """Metrics, the challenge metric with its interval, intervals and the validation-chosen melanoma
-    operating points, all on the external set."""
-    y, lesions = external.labels, external.ground_truth.frame["lesion_id"].to_numpy()
+    """Metrics, the challenge metric with its interval, intervals, the validation-chosen melanoma
+    operating points and (for a ground truth with metadata columns) subgroups, all on the external set."""
+    frame = external.ground_truth.frame
+    y, lesions = external.labels, frame["lesion_id"].to_numpy()
     thresholds = {f"mel_at_recall_{p['target_recall']:.2f}": p["threshold"] for p in trained.operating_points}
-    intervals = confidence_intervals(y, probs, lesions, thresholds, trained.config["bootstrap_replicates"],
-                                     trained.config["seed"])
+    replicates, seed = trained.config["bootstrap_replicates"], trained.config["seed"]
+    intervals = confidence_intervals(y, probs, lesions, thresholds, replicates, seed)
     balanced = intervals["figures"]["balanced_accuracy"]
     return {
         "balanced_multiclass_accuracy": {**balanced, "definition": BALANCED_MULTICLASS_ACCURACY},
         "metrics": classification_metrics(y, probs),
         "intervals": intervals,
         "mel_operating_points": [_operating_point(y, probs, p) for p in trained.operating_points],
+        "subgroups": subgroup_report(y, probs, subgroup_columns(frame), lesions, replicates, seed),
     }
 
 

@@ -133,6 +133,19 @@ def test_bootstrap_resamples_lesions_when_the_ground_truth_has_them(evaluated, e
     assert not any("own lesion" in note for note in ham["notes"])
 
 
+def test_subgroups_recompute_from_the_predictions_where_the_ground_truth_has_metadata(evaluated, external):
+    truth = pd.read_csv(external / GROUND_TRUTH, dtype=str)
+    y, probs, _ = read_predictions(evaluated[HAM_FORMAT] / PREDICTIONS_FILE)
+    rows = metrics_of(evaluated[HAM_FORMAT])["subgroups"]["rows"]
+    by_sex = {row["group"]: row for row in rows if row["attribute"] == "sex"}
+    assert set(by_sex) == set(truth["sex"])
+    for sex, row in by_sex.items():
+        mine = (truth["sex"] == sex).to_numpy()
+        assert row["n_images"] == mine.sum()
+        assert row["accuracy"] == pytest.approx((probs[mine].argmax(axis=1) == y[mine]).mean())
+    assert metrics_of(evaluated[ONE_HOT_FORMAT])["subgroups"]["rows"] == []  # no metadata columns
+
+
 def _thresholds(metrics: dict) -> dict:
     return {f"mel_at_recall_{p['target_recall']:.2f}": p["threshold"] for p in metrics["mel_operating_points"]}
 

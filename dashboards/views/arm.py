@@ -35,6 +35,10 @@ def evaluation_parts(arm: str, metrics: dict, synthetic: bool | None, external: 
                   table(subgroups, pagination="local", page_size=12)]
     if external is not None:
         parts += [pn.pane.Markdown(f"#### External test set\n{EXTERNAL_NOTE}"), table(external_by_arm({arm: external}))]
+        external_subgroups = subgroup_rows(external)
+        if len(external_subgroups):
+            parts += [pn.pane.Markdown("#### External test set by subgroup"),
+                      table(external_subgroups, pagination="local", page_size=12)]
     return parts
 
 
