@@ -73,7 +73,7 @@ def _evaluate_one(run_dir: Path, external: ExternalSet, batch_size: int, tta: bo
     except (OSError, ValueError, KeyError) as e:  # DatasetError and ImageError are ValueErrors
         print(f"error: {run_dir}: {e}", file=sys.stderr)
         return False
-    print(f"\n{run_dir.name}" + ("  [trained on SYNTHETIC demo data]" if result["synthetic_training_data"] else "")
+    print(f"\n{run_dir}" + ("  [trained on SYNTHETIC demo data]" if result["synthetic_training_data"] else "")
           + ("  [external set is SYNTHETIC]" if result["external_data"]["synthetic"] else ""))
     print(comparison_table(result))
     print(f"  -> {run_dir / METRICS_FILE}")

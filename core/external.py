@@ -38,6 +38,7 @@ from core.data.transforms import eval_transform, stored_side
 from core.labels import CLASS_INDEX, CLASSES, MEL
 from core.metrics import at_threshold, classification_metrics, predictions_frame
 from core.predict import TrainedModel
+from core.results import SEEDS_DIR
 from core.subgroups import subgroup_columns, subgroup_report
 from core.train import amp_dtype_for, predict, resolve_device
 
@@ -335,14 +336,14 @@ def _internal_metrics(run_dir: Path) -> dict:
 
 
 def sweep_runs(sweep_dir: str | Path) -> list[Path]:
-    """Every arm folder of a sweep that holds a checkpoint (best.pt), by name."""
+    """Every run of a sweep that holds a checkpoint (best.pt): each arm, then its other seeds (seeds/)."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise DatasetError(f"sweep folder {sweep_dir} is not a directory")
-    runs = sorted(p for p in sweep_dir.iterdir() if (p / "best.pt").is_file())
-    if not runs:
+    arms = sorted(p for p in sweep_dir.iterdir() if (p / "best.pt").is_file())
+    if not arms:
         raise DatasetError(f"no arm folder with best.pt in {sweep_dir}: train the sweep first, or pass --run RUN_DIR")
-    return runs
+    return [run for arm in arms for run in [arm, *sorted(p.parent for p in arm.glob(f"{SEEDS_DIR}/*/best.pt"))]]
 
 
 # --------------------------------------------------------------------------- the printed table

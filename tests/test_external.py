@@ -231,6 +231,7 @@ def test_ground_truth_is_found_anywhere_under_the_folder_csv_before_tab(external
 
 def test_cli_sweep_end_to_end(sweep, external, tmp_path, capsys):
     copy = Path(shutil.copytree(sweep, tmp_path / "smoke"))
+    shutil.copytree(sweep / "baseline", copy / "baseline" / "seeds" / "seed_1")  # as run_all --seeds 2 leaves it
     assert main(["--external", str(external), "--sweep", str(copy), "--batch-size", "7"]) == 0
     out = capsys.readouterr().out
     assert f"{len(pd.read_csv(external / GROUND_TRUTH))} images from {external / GROUND_TRUTH} ({HAM_FORMAT})" in out
@@ -242,6 +243,7 @@ def test_cli_sweep_end_to_end(sweep, external, tmp_path, capsys):
     assert f"{balanced['estimate']:.4f} [{balanced['lo']:.4f}, {balanced['hi']:.4f}]" in row
     assert "[trained on SYNTHETIC demo data]" in out
     assert (copy / "baseline" / PREDICTIONS_FILE).is_file()
+    assert metrics_of(copy / "baseline" / "seeds" / "seed_1")["balanced_multiclass_accuracy"] == balanced
     # The report shows it as Table 10, beside the internal figure
     assert report(["--results", str(copy), "--out", str(tmp_path / "report"), "--gradcam-examples", "0"]) == 0
     (row,) = table_after((tmp_path / "report" / "report.md").read_text(), "## Table 10")
