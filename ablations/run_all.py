@@ -100,8 +100,8 @@ def new_sweep(args: argparse.Namespace, results: str, profile: str) -> tuple[Swe
                           "fix them with --set KEY=VALUE, then repeat with --seeds")
     overrides = parse_overrides(args.set or []) | ({"skip_bad_images": True} if args.skip_bad_images else {})
     sweep = Sweep(results=results, profile=profile, data_root="", arms=[], samples=args.samples or 1,
-                  seeds=args.seeds or 1, scheduler=args.scheduler or "asha", overrides=overrides, split_seed=args.split_seed or 0,
-                  retries=2 if args.retries is None else args.retries)
+                  seeds=args.seeds or 1, scheduler=args.scheduler or "asha", overrides=overrides,
+                  split_seed=args.split_seed or 0, retries=2 if args.retries is None else args.retries)
     run_configs = load_arms(args.arms, profile, sweep.run_overrides())  # unknown arm or profile: ConfigError
     sweep.arms = list(run_configs)
     if args.data_root:

@@ -24,7 +24,7 @@ from sklearn.metrics import (
 )
 
 from core.bootstrap import REPLICATES, confidence_intervals
-from core.calibration import calibration_report
+from core.calibration import apply_temperature, calibration_report
 from core.labels import CLASS_INDEX, CLASSES, MEL, NUM_CLASSES, PROB_COLUMNS
 from core.subgroups import subgroup_columns, subgroup_report
 
@@ -210,6 +210,18 @@ def operating_points(
     }
 
 
+def calibrated_operating_points(val_y, val_probs, test_y, test_probs, temperature: float) -> dict:
+    """The operating points on temperature-scaled probabilities (T fitted on validation), labelled so.
+
+    Scaling can reorder P(mel) between images, so these are not just the plain points with
+    their thresholds rescaled.
+    """
+    points = operating_points(val_y, apply_temperature(val_probs, temperature), test_y,
+                              apply_temperature(test_probs, temperature))
+    return {"temperature": temperature,
+            "probabilities": "calibrated: softmax(log p / T), T fitted on validation", **points}
+
+
 _POINT_KEYS = ("threshold", "precision", "recall", "specificity", "tp", "fp", "tn", "fn")
 
 
@@ -277,11 +289,14 @@ def evaluate_run(pred_val: pd.DataFrame, pred_test: pd.DataFrame, test_info: pd.
     val_y, val_probs = _validated(pred_val, "validation predictions")
     test_y, test_probs = _validated(pred_test, "test predictions")
     points = operating_points(val_y, val_probs, test_y, test_probs)
+    calibration = calibration_report(val_y, val_probs, test_y, test_probs)
     result = {
         "val": classification_metrics(val_y, val_probs),
         "test": classification_metrics(test_y, test_probs),
         "mel_operating_points": points,
-        "calibration": calibration_report(val_y, val_probs, test_y, test_probs),
+        "calibration": calibration,
+        "mel_operating_points_calibrated": calibrated_operating_points(val_y, val_probs, test_y, test_probs,
+                                                                       calibration["temperature"]),
     }
     if test_info is not None:
         missing = pred_test.loc[~pred_test["image_id"].isin(test_info.index), "image_id"]

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from core.calibration import apply_temperature
 from core.data.cache import resize_square
 from core.data.images import ImageError, ImageRef, load_rgb
 from core.data.transforms import eval_transform, stored_side
@@ -34,6 +35,7 @@ class TrainedModel:
     synthetic_data: bool
     # [{"target_recall", "threshold"}] chosen on validation; empty when metrics.json is absent
     operating_points: list[dict] = field(default_factory=list)
+    temperature: float | None = None  # fitted on validation (metrics.json "calibration"), when known
 
     @property
     def image_size(self) -> int:
@@ -59,13 +61,15 @@ def load_run(run_dir: str | Path) -> TrainedModel:
     model = build_model(cfg["backbone"], "none", cfg["dropout"])
     model.load_state_dict(saved["model"])
     model.eval()
-    points = []
+    points, temperature = [], None
     metrics_path = run_dir / "metrics.json"
     if metrics_path.is_file():
-        rows = json.loads(metrics_path.read_text())["mel_operating_points"]["chosen_on_val"]
-        points = [{"target_recall": r["target_recall"], "threshold": r["threshold"]} for r in rows
-                  if r["threshold"] is not None]
-    return TrainedModel(model, cfg, tuple(saved["mean"]), tuple(saved["std"]), saved["synthetic_data"], points)
+        metrics = json.loads(metrics_path.read_text())
+        points = [{"target_recall": r["target_recall"], "threshold": r["threshold"]}
+                  for r in metrics["mel_operating_points"]["chosen_on_val"] if r["threshold"] is not None]
+        temperature = metrics.get("calibration", {}).get("temperature")
+    return TrainedModel(model, cfg, tuple(saved["mean"]), tuple(saved["std"]), saved["synthetic_data"], points,
+                        temperature)
 
 
 @torch.no_grad()
@@ -86,8 +90,14 @@ def gradcam_overlay(trained: TrainedModel, image: Image.Image, target: int | Non
     return overlay(rgb, cam)
 
 
+def calibrated(trained: TrainedModel, probs: np.ndarray) -> np.ndarray | None:
+    """Temperature-scaled probabilities (T fitted on the run's validation set), or None without a T."""
+    return None if trained.temperature is None else apply_temperature(probs[None], trained.temperature)[0]
+
+
 def describe(trained: TrainedModel, name: str, image: Image.Image, probs: np.ndarray) -> dict:
-    return {
+    """The flags use the plain P(mel), on which the thresholds were chosen; calibrated ones are beside."""
+    out = {
         "image": name,
         "probabilities": {c: round(float(p), 6) for c, p in zip(CLASSES, probs)},
         "predicted": CLASSES[int(probs.argmax())],
@@ -95,6 +105,11 @@ def describe(trained: TrainedModel, name: str, image: Image.Image, probs: np.nda
         "mel_operating_points": mel_flags(trained, float(probs[MEL])),
         "synthetic_training_data": trained.synthetic_data,
     }
+    scaled = calibrated(trained, probs)
+    if scaled is not None:
+        out["calibrated_probabilities"] = {"temperature": trained.temperature,
+                                           **{c: round(float(p), 6) for c, p in zip(CLASSES, scaled)}}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -81,9 +81,11 @@ def recall_table(summary: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns={f"recall_{c}": c for c in CLASSES}).reset_index(drop=True)
 
 
-def operating_point_rows(metrics: dict, variant: str = "chosen_on_val") -> pd.DataFrame:
-    """One row per target recall (0.85, 0.90, 0.95): threshold and test figures of one arm."""
-    rows = metrics["mel_operating_points"][variant]
+def operating_point_rows(metrics: dict, variant: str = "chosen_on_val",
+                         points: str = "mel_operating_points") -> pd.DataFrame:
+    """One row per target recall (0.85, 0.90, 0.95): threshold and test figures of one arm, on the
+    plain probabilities or (`points="mel_operating_points_calibrated"`) the temperature-scaled ones."""
+    rows = metrics[points][variant]
     return pd.DataFrame([{k: row.get(k) for k in POINT_COLUMNS} for row in rows], columns=list(POINT_COLUMNS))
 
 

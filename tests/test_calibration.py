@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from core.calibration import apply_temperature, brier, calibration_report, ece, fit_temperature, nll
-from core.labels import NUM_CLASSES
+from core.labels import MEL, NUM_CLASSES
+from core.metrics import at_threshold, calibrated_operating_points, choose_threshold, operating_points
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -55,3 +56,17 @@ def test_ece_matches_a_hand_computation():
     # ECE = 2/4 * |0.5 - 0.9| + 2/4 * |1.0 - 0.6| = 0.4
     assert ece(y, probs) == pytest.approx(0.4)
     assert brier(y, probs) == pytest.approx((0.01 + 0.01 + 0.81 + 0.81 + 0.16 + 0.16 + 0.16 + 0.16) / 4)
+
+
+def test_calibrated_operating_points_are_chosen_on_scaled_validation_probabilities():
+    y_val, p_val = overconfident(600, seed=4)
+    y_test, p_test = overconfident(600, seed=5)
+    t = calibration_report(y_val, p_val, y_test, p_test)["temperature"]
+    calibrated = calibrated_operating_points(y_val, p_val, y_test, p_test, t)
+    assert calibrated["temperature"] == t and "calibrated" in calibrated["probabilities"]
+    scaled_val, scaled_test = apply_temperature(p_val, t), apply_temperature(p_test, t)
+    for point in calibrated["chosen_on_val"]:
+        assert point["threshold"] == choose_threshold(y_val == MEL, scaled_val[:, MEL], point["target_recall"])
+        assert point["recall"] == at_threshold(y_test == MEL, scaled_test[:, MEL], point["threshold"])["recall"]
+    plain = operating_points(y_val, p_val, y_test, p_test)["chosen_on_val"]
+    assert [p["threshold"] for p in calibrated["chosen_on_val"]] != [p["threshold"] for p in plain]

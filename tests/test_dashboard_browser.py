@@ -118,6 +118,11 @@ def test_operating_point_table_has_three_rows(page):
     assert page.locator(".op-chosen-on-test .tabulator-row").count() == 3
     assert page.get_by_text("LEAKS test labels").first.is_visible()
     shot(page, "02_threshold")
+    page.locator(".probability-scale button", has_text="calibrated").click()
+    page.get_by_text("on calibrated P(mel) (T = ").first.wait_for()
+    assert page.locator(".op-chosen-on-val .tabulator-row").count() == 3
+    shot(page, "02b_threshold_calibrated")
+    page.locator(".probability-scale button", has_text="as trained").click()
 
 
 def test_gallery_and_dataset_render(page):
@@ -138,6 +143,7 @@ def test_predict_an_upload_then_survive_a_text_file(page, demo_root, tmp_path):
     page.locator(".gradcam img").wait_for()
     assert page.locator(".probabilities .tabulator-row").count() == 7
     assert page.get_by_text("P(mel) =").first.is_visible()
+    assert page.locator(".probabilities .tabulator-col-title", has_text="calibrated (T = ").count() == 1
     shot(page, "05_predict")
 
     notes = tmp_path / "notes.txt"

@@ -168,7 +168,7 @@ def test_evaluate_run_is_json_serialisable():
     val_frame = predictions_frame([f"v{i}" for i in range(30)], *random_run(30, seed=1))
     test_frame = predictions_frame([f"t{i}" for i in range(30)], *random_run(30, seed=2))
     result = evaluate_run(val_frame, test_frame)
-    assert set(result) == {"val", "test", "mel_operating_points", "calibration"}
+    assert set(result) == {"val", "test", "mel_operating_points", "calibration", "mel_operating_points_calibrated"}
     assert json.loads(json.dumps(result, allow_nan=False)) == result
 
 

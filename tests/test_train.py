@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+from core.calibration import apply_temperature
 from core.config import load_config
 from core.data.images import ImageRef, load_rgb
 from core.data.metadata import find_metadata, read_metadata
@@ -162,5 +163,11 @@ def test_predict_matches_the_run_predictions(demo_root, tmp_path, capsys):
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(lines[0]["probabilities"]) == 7 and Path(lines[0]["gradcam"]).is_file()
     assert {p["target_recall"] for p in lines[0]["mel_operating_points"]} <= {0.85, 0.9, 0.95}
+    # beside the plain probabilities: the same ones scaled by the temperature fitted on validation
+    calibrated = lines[0]["calibrated_probabilities"]
+    t = json.loads((out / "metrics.json").read_text())["calibration"]["temperature"]
+    assert calibrated.pop("temperature") == t
+    expected = apply_temperature(np.array([list(lines[0]["probabilities"].values())]), t)[0]
+    assert np.allclose(list(calibrated.values()), expected, atol=1e-5)
     assert "not a readable image" in lines[1]["error"]
     assert predict_cli(["--run", str(tmp_path), str(refs[0].path)]) == 2

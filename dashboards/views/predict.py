@@ -6,7 +6,7 @@ import pandas as pd
 import panel as pn
 
 from core.labels import CLASS_INDEX, CLASS_NAMES, CLASSES, MEL
-from core.predict import gradcam_overlay, mel_flags, predict_images
+from core.predict import calibrated, gradcam_overlay, mel_flags, predict_images
 from dashboards.cams import trained_model
 from dashboards.figures import probability_figure
 from dashboards.state import Dashboard
@@ -26,9 +26,13 @@ def flags_text(trained, p_mel: float) -> str:
     return "\n".join(lines)
 
 
-def probabilities(probs) -> pd.DataFrame:
-    return pd.DataFrame({"class": CLASSES, "name": [CLASS_NAMES[c] for c in CLASSES],
-                         "probability": [float(p) for p in probs]})
+def probabilities(probs, calibrated_probs=None, temperature: float | None = None) -> pd.DataFrame:
+    """The seven probabilities; with a temperature, the calibrated ones beside them (labelled with T)."""
+    table = pd.DataFrame({"class": CLASSES, "name": [CLASS_NAMES[c] for c in CLASSES],
+                          "probability": [float(p) for p in probs]})
+    if calibrated_probs is not None:
+        table[f"calibrated (T = {temperature:.2f})"] = [float(p) for p in calibrated_probs]
+    return table
 
 
 def predict_view(dash: Dashboard) -> pn.Column:
@@ -87,7 +91,8 @@ def predict_view(dash: Dashboard) -> pn.Column:
                 pn.Column(pn.pane.Markdown(f"**Predicted: `{CLASSES[int(probs.argmax())]}`** (arm `{arm.value}`)"),
                           pn.pane.Markdown(flags_text(trained, float(probs[MEL])), width=420)),
             ),
-            pn.Row(table(probabilities(probs), css_classes=["probabilities"]),
+            pn.Row(table(probabilities(probs, calibrated(trained, probs), trained.temperature),
+                         css_classes=["probabilities"]),
                    figure(probability_figure(probs, "class probabilities"))),
         ]
 
