@@ -26,8 +26,9 @@ from ray_jobs.sweep import SWEEP_FILE, Sweep, check_data, run, start  # noqa: E4
 
 DEMO_SIZES = {"smoke": 200, "demo": 800, "full": 800}  # images in the demo dataset each profile builds
 # What defines a sweep: --resume takes all of it from the sweep's sweep.json.
-SWEEP_ARGS = ("data_root", "demo_data", "profile", "arms", "samples", "seeds", "scheduler", "set", "skip_bad_images",
-              "split_seed", "retries", "workers_per_trial", "cpus_per_worker", "gpus_per_worker", "max_concurrent")
+SWEEP_ARGS = ("data_root", "demo_data", "profile", "arms", "samples", "seeds", "scheduler", "set",
+              "skip_bad_images", "split_seed", "retries", "workers_per_trial", "cpus_per_worker", "gpus_per_worker",
+              "max_concurrent")
 
 
 def build_parser() -> argparse.ArgumentParser:

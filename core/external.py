@@ -33,7 +33,7 @@ from core.config import from_dict
 from core.data.cache import DecodedImages
 from core.data.images import ImageRef, index_images
 from core.data.lesions import LesionDataset
-from core.data.metadata import REQUIRED_COLUMNS, DatasetError, is_synthetic, read_metadata
+from core.data.metadata import REQUIRED_COLUMNS, DatasetError, header_columns, is_synthetic, read_metadata
 from core.data.transforms import eval_transform, stored_side
 from core.labels import CLASS_INDEX, CLASSES, MEL
 from core.metrics import at_threshold, classification_metrics, predictions_frame
@@ -116,11 +116,11 @@ def find_ground_truth(root: str | Path) -> Path:
 def read_ground_truth(path: str | Path) -> GroundTruth:
     """Read either ground-truth format; raises DatasetError naming the file, the lines and the fix."""
     path = Path(path)
-    columns, _ = _header(path)
+    columns, delimiter = _header(path)
     if all(c in columns for c in REQUIRED_COLUMNS):
         truth = _read_ham(path)
     elif ONE_HOT_IMAGE in columns and all(c in {x.upper() for x in columns} for c in ONE_HOT_CLASSES):
-        truth = _read_one_hot(path)
+        truth = _read_one_hot(path, delimiter)
     else:
         raise DatasetError(
             f"{path} is in neither ground-truth format (found columns: {', '.join(columns[:12])}); expected the "
@@ -140,8 +140,7 @@ def _header(path: Path) -> tuple[list[str], str]:
             header = f.readline()
     except UnicodeDecodeError:
         raise DatasetError(f"{path} is not a text table; pass the ISIC2018_Task3_Test_GroundTruth.csv file") from None
-    delimiter = "\t" if header.count("\t") > header.count(",") else ","
-    return [c.strip().strip('"') for c in header.strip().split(delimiter)], delimiter
+    return header_columns(header.strip())
 
 
 def _read_ham(path: Path) -> GroundTruth:
@@ -151,9 +150,8 @@ def _read_ham(path: Path) -> GroundTruth:
     return GroundTruth(path, HAM_FORMAT, frame, int(blank.sum()))
 
 
-def _read_one_hot(path: Path) -> GroundTruth:
+def _read_one_hot(path: Path, delimiter: str) -> GroundTruth:
     """image, MEL .. VASC -> image_id, lesion_id (= image_id), dx; exactly one 1 per row."""
-    _, delimiter = _header(path)
     try:
         table = pd.read_csv(path, sep=delimiter, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (pd.errors.ParserError, ValueError) as e:

@@ -31,11 +31,10 @@ def headline(metrics: dict) -> dict:
             "test_mel_auc": test["mel_auc"]}
 
 
-def seed_statistics(run_dir: str | Path) -> dict:
-    """`seeds` (finished runs: the arm's own and those under seeds/) and, over two or more, the
-    mean and sample standard deviation (ddof 1) of each headline figure."""
-    files = [Path(run_dir) / "metrics.json", *sorted(Path(run_dir).glob(f"{SEEDS_DIR}/*/metrics.json"))]
-    runs = pd.DataFrame([headline(json.loads(f.read_text())) for f in files if f.is_file()], columns=list(HEADLINE))
+def seed_statistics(headlines: list[dict]) -> dict:
+    """`seeds` (the finished runs' count) and, over two or more, the mean and sample standard
+    deviation (ddof 1) of each headline figure."""
+    runs = pd.DataFrame(headlines, columns=list(HEADLINE))
     stats = {"seeds": len(runs)}
     if len(runs) > 1:
         for name in HEADLINE:
@@ -51,13 +50,18 @@ def summary_row(arm: str, run_dir: str | Path, status: str, wall_seconds: float 
     row = dict.fromkeys(SUMMARY_COLUMNS)
     row.update(arm=arm, status=status, wall_seconds=wall_seconds)
     metrics_file = Path(run_dir) / "metrics.json"
+    headlines = []
     if metrics_file.exists():
         metrics = json.loads(metrics_file.read_text())
-        row.update(**headline(metrics), selected_epoch=metrics["selected_epoch"],
+        headlines.append(headline(metrics))
+        row.update(**headlines[0], selected_epoch=metrics["selected_epoch"],
                    select_on=metrics["select_on"], epochs_run=metrics["epochs_run"],
                    synthetic_data=metrics["synthetic_data"],
                    **{f"recall_{c}": metrics["test"]["per_class"][c]["recall"] for c in CLASSES})
-    row.update(seed_statistics(run_dir))
+    # the arm's other training seeds (run_all.py --seeds N)
+    seed_files = sorted(Path(run_dir).glob(f"{SEEDS_DIR}/*/metrics.json"))
+    headlines += [headline(json.loads(f.read_text())) for f in seed_files]
+    row.update(seed_statistics(headlines))
     return row
 
 

@@ -39,9 +39,7 @@ def read_metadata(path: str | Path) -> pd.DataFrame:
         ) from None
     if not text.strip():
         raise DatasetError(f"{path} is empty; expected a header line with {', '.join(REQUIRED_COLUMNS)}")
-    header = text.splitlines()[0]
-    delimiter = "\t" if header.count("\t") > header.count(",") else ","
-    columns = [c.strip().strip('"') for c in next(csv.reader([header], delimiter=delimiter))]
+    columns, delimiter = header_columns(text.splitlines()[0])
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
         raise DatasetError(
@@ -60,6 +58,12 @@ def read_metadata(path: str | Path) -> pd.DataFrame:
     if "age" in frame:
         frame["age"] = pd.to_numeric(frame["age"].replace("", None), errors="coerce")
     return frame
+
+
+def header_columns(header: str) -> tuple[list[str], str]:
+    """The column names in the header line of a comma- or tab-separated table, and the delimiter."""
+    delimiter = "\t" if header.count("\t") > header.count(",") else ","
+    return [c.strip().strip('"') for c in next(csv.reader([header], delimiter=delimiter))], delimiter
 
 
 def is_synthetic(metadata: pd.DataFrame) -> bool:
