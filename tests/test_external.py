@@ -272,6 +272,10 @@ def test_cli_bad_input_exits_2_naming_the_problem(sweep, external, tmp_path, cap
     assert f"error: no best.pt in {tmp_path}" in capsys.readouterr().err
     assert main(["--external", str(external), "--sweep", str(tmp_path)]) == 2
     assert f"error: no arm folder with best.pt in {tmp_path}" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["--external", str(external), "--run", str(sweep / "baseline"), "--batch-size", "0"])
+    assert exit_.value.code == 2 and "--batch-size must be at least 1" in capsys.readouterr().err
+    assert not (sweep / "baseline" / METRICS_FILE).exists()  # nothing written
 
 
 def test_cli_a_failing_run_gives_status_1_and_the_others_still_run(sweep, external, tmp_path, capsys):
