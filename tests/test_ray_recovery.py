@@ -52,6 +52,14 @@ def finished(sweep: Path) -> list[str]:
     return [arm for arm in ARMS if (sweep / arm / "metrics.json").exists()]
 
 
+def summarized_as_finished(sweep: Path) -> list[str]:
+    """Arms the driver has recorded as finished in summary.csv (written after the trial ends)."""
+    if not (sweep / "summary.csv").exists():
+        return []
+    summary = pd.read_csv(sweep / "summary.csv")
+    return summary.loc[summary["status"] == "finished", "arm"].tolist()
+
+
 def checkpointed(sweep: Path) -> list[str]:
     """Arms whose Train run has registered a checkpoint (its manager's snapshot names one)."""
     def registered(snapshot: Path) -> bool:
@@ -90,7 +98,7 @@ def interrupted(demo_root, tmp_path_factory):
         # Its reports are read now: a restored sweep rewrites Tune's result files from its saved state.
         wait_until(lambda: len(reported(sweep, killed_arm)) >= EPOCHS, first, f"Tune state saved after {killed_arm}")
         killed_arm_reports = reported_epochs(sweep, killed_arm)
-        wait_until(lambda: len(finished(sweep)) >= 2, first, "two arms finished")
+        wait_until(lambda: len(summarized_as_finished(sweep)) >= 2, first, "two arms finished")
         wait_until(lambda: set(checkpointed(sweep)) - set(finished(sweep)), first,
                    "a checkpoint of an unfinished arm")
         killed_at = time.time()
@@ -129,7 +137,10 @@ def test_every_arm_has_one_history_row_per_epoch(interrupted):
 def test_the_driver_was_killed_mid_sweep(interrupted):
     assert 2 <= len(interrupted["done_before"]) < len(ARMS)
     statuses = dict(zip(interrupted["summary_before"]["arm"], interrupted["summary_before"]["status"]))
-    assert {statuses[arm] for arm in interrupted["done_before"]} == {"finished"}
+    # An arm may have written metrics.json just before the kill, before the driver recorded it:
+    # the summary may lag the folders, never lead them.
+    recorded = {arm for arm, status in statuses.items() if status == "finished"}
+    assert len(recorded) >= 2 and recorded <= set(interrupted["done_before"])
     assert {"running", "pending"} & set(statuses.values())
 
 
