@@ -84,6 +84,15 @@ def confidence_intervals(y_true, probs, lesion_ids, mel_thresholds: dict[str, fl
             "seed": seed, "lesions": len(lesion_groups(lesion_ids)), "images": len(y_true), "figures": figures}
 
 
+def interval_text(figure: dict | None, digits: int = 3, missing: str = "") -> str:
+    """One figure of `confidence_intervals` as `estimate [lo, hi]`; the estimate alone without an interval."""
+    if not figure or figure["estimate"] is None:
+        return missing
+    if figure["lo"] is None:
+        return f"{figure['estimate']:.{digits}f}"
+    return f"{figure['estimate']:.{digits}f} [{figure['lo']:.{digits}f}, {figure['hi']:.{digits}f}]"
+
+
 def paired_comparison(y_true, probs_a, probs_b, lesion_ids, replicates: int = REPLICATES, seed: int = 0) -> dict:
     """B minus A on the same test images: bootstrap interval of each difference, and McNemar on top-1.
 

@@ -24,11 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from torch.utils.data import DataLoader
 
-from core import io
-from core.bootstrap import confidence_intervals
+from core import devices, io
+from core.bootstrap import confidence_intervals, interval_text
 from core.config import from_dict
 from core.data.cache import DecodedImages
 from core.data.images import ImageRef, index_images
@@ -36,11 +35,11 @@ from core.data.lesions import LesionDataset
 from core.data.metadata import REQUIRED_COLUMNS, DatasetError, header_columns, is_synthetic, read_metadata
 from core.data.transforms import eval_transform, stored_side
 from core.labels import CLASS_INDEX, CLASSES, MEL
-from core.metrics import at_threshold, classification_metrics, predictions_frame
+from core.metrics import at_threshold, classification_metrics, interval_thresholds, predictions_frame
 from core.predict import TrainedModel
 from core.results import SEEDS_DIR
 from core.subgroups import subgroup_columns, subgroup_report
-from core.train import amp_dtype_for, predict, resolve_device
+from core.train import predict
 
 GROUND_TRUTH_NAMES = ("ISIC2018_Task3_Test_GroundTruth.csv", "ISIC2018_Task3_Test_GroundTruth.tab")
 HAM_FORMAT = "ham10000_metadata"
@@ -231,10 +230,10 @@ def predict_external(trained: TrainedModel, external: ExternalSet, batch_size: i
                      tta: bool = False) -> np.ndarray:
     """Softmax probabilities (N, 7) in ground-truth order, on the run's device and precision."""
     cfg = from_dict(trained.config, source="the run's config")
-    device = resolve_device(cfg.device)
-    memory_format = torch.channels_last if device.type == "cuda" and cfg.channels_last else torch.contiguous_format
+    device = devices.resolve_device(cfg.device)
+    memory_format = devices.memory_format(device, cfg.channels_last)
     model = trained.model.to(device, memory_format=memory_format)
-    return predict(model, external_loader(trained, external, batch_size), device, amp_dtype_for(cfg, device),
+    return predict(model, external_loader(trained, external, batch_size), device, devices.amp_dtype(device, cfg.amp),
                    memory_format, tta=tta)
 
 
@@ -246,9 +245,9 @@ def external_figures(external: ExternalSet, probs: np.ndarray, trained: TrainedM
     operating points and (for a ground truth with metadata columns) subgroups, all on the external set."""
     frame = external.ground_truth.frame
     y, lesions = external.labels, frame["lesion_id"].to_numpy()
-    thresholds = {f"mel_at_recall_{p['target_recall']:.2f}": p["threshold"] for p in trained.operating_points}
     replicates, seed = trained.config["bootstrap_replicates"], trained.config["seed"]
-    intervals = confidence_intervals(y, probs, lesions, thresholds, replicates, seed)
+    intervals = confidence_intervals(y, probs, lesions, interval_thresholds(trained.operating_points), replicates,
+                                     seed)
     balanced = intervals["figures"]["balanced_accuracy"]
     return {
         "balanced_multiclass_accuracy": {**balanced, "definition": BALANCED_MULTICLASS_ACCURACY},
@@ -364,18 +363,10 @@ def comparison_table(result: dict) -> str:
     header = f"  {'':20s} {'internal test':>14s}" + "".join(f"  {name:>26s}" for name, _ in blocks)
     lines = [header]
     for label, value, key in rows:
-        cells = "".join(f"  {_with_interval(block['intervals']['figures'][key]):>26s}" for _, block in blocks)
+        cells = "".join(f"  {interval_text(block['intervals']['figures'][key], 4, 'n/a'):>26s}" for _, block in blocks)
         lines.append(f"  {label:20s} {_number(value):>14s}{cells}")
     return "\n".join(lines)
 
 
 def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
-
-
-def _with_interval(figure: dict) -> str:
-    if figure["estimate"] is None:
-        return "n/a"
-    if figure["lo"] is None:
-        return _number(figure["estimate"])
-    return f"{figure['estimate']:.4f} [{figure['lo']:.4f}, {figure['hi']:.4f}]"

@@ -222,6 +222,11 @@ def calibrated_operating_points(val_y, val_probs, test_y, test_probs, temperatur
             "probabilities": "calibrated: softmax(log p / T), T fitted on validation", **points}
 
 
+def interval_thresholds(points: list[dict]) -> dict[str, float]:
+    """Operating points (target_recall, threshold) as the bootstrap names their figures."""
+    return {f"mel_at_recall_{p['target_recall']:.2f}": p["threshold"] for p in points if p["threshold"] is not None}
+
+
 _POINT_KEYS = ("threshold", "precision", "recall", "specificity", "tp", "fp", "tn", "fn")
 
 
@@ -304,9 +309,8 @@ def evaluate_run(pred_val: pd.DataFrame, pred_test: pd.DataFrame, test_info: pd.
             raise ValueError(f"no metadata for {len(missing)} test image(s), e.g. {list(missing[:3])}")
         info = test_info.loc[pred_test["image_id"]]
         lesions = info["lesion_id"].astype(str).to_numpy()
-        thresholds = {f"mel_at_recall_{p['target_recall']:.2f}": p["threshold"]
-                      for p in points["chosen_on_val"] if p["threshold"] is not None}
-        result["test_intervals"] = confidence_intervals(test_y, test_probs, lesions, thresholds, replicates, seed)
+        result["test_intervals"] = confidence_intervals(test_y, test_probs, lesions,
+                                                        interval_thresholds(points["chosen_on_val"]), replicates, seed)
         result["subgroups"] = subgroup_report(test_y, test_probs, subgroup_columns(info.reset_index(drop=True)),
                                               lesions, replicates, seed)
     return result

@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from core import io
+from core import devices, io
 from core.calibration import nll
 from core.config import ConfigError, RunConfig, load_config
 from core.cvae import SyntheticImages, add_synthetic
@@ -100,12 +100,6 @@ def rank_and_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def make_loaders(cfg: RunConfig, data: Data, device: torch.device) -> tuple[DataLoader, DataLoader, DataLoader]:
@@ -205,12 +199,6 @@ def predict(model, loader, device, amp_dtype, memory_format=torch.contiguous_for
 # --------------------------------------------------------------------------- the run
 
 
-def amp_dtype_for(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
-    if not (cfg.amp and device.type == "cuda"):
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
 def warmup_cosine(optimizer, warmup_steps: int, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -231,7 +219,7 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
     """
     out = Path(out_dir)
     rank, world = rank_and_world()
-    device = device or resolve_device(cfg.device)
+    device = device or devices.resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.backbone, cfg.pretrained, cfg.dropout)
     mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
@@ -239,7 +227,7 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
     train_loader, val_loader, test_loader = make_loaders(cfg, data, device)
 
     torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed input size: pick the fastest kernels once
-    memory_format = torch.channels_last if device.type == "cuda" and cfg.channels_last else torch.contiguous_format
+    memory_format = devices.memory_format(device, cfg.channels_last)
     model.to(device, memory_format=memory_format)
     if world > 1:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -249,7 +237,7 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = len(train_loader)
     scheduler = warmup_cosine(optimizer, round(cfg.warmup_epochs * steps), cfg.epochs * steps)
-    amp_dtype = amp_dtype_for(cfg, device)
+    amp_dtype = devices.amp_dtype(device, cfg.amp)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
 
     state = {"epoch": 0, "history": [], "best": None}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from core.bootstrap import interval_text
 from core.labels import CLASSES
 from core.results import HEADLINE
 from dashboards.reference import study_table
@@ -119,14 +120,6 @@ INTERVAL_FIGURES = {"accuracy": "test acc", "balanced_accuracy": "bal. acc", "ma
                     "recall_mel": "mel recall", "mel_auc": "mel AUC"}
 
 
-def _with_interval(figure: dict | None) -> str:
-    if not figure or figure["estimate"] is None:
-        return ""
-    if figure["lo"] is None:
-        return f"{figure['estimate']:.3f}"
-    return f"{figure['estimate']:.3f} [{figure['lo']:.3f}, {figure['hi']:.3f}]"
-
-
 def _rows_by_arm(metrics_by_arm: dict[str, dict | None], key: str, cells) -> pd.DataFrame:
     """One row per arm: `cells(metrics[key])` where the arm's metrics have `key`, else the arm alone."""
     return pd.DataFrame([{"arm": arm, **(cells(metrics[key]) if metrics and metrics.get(key) else {})}
@@ -136,7 +129,7 @@ def _rows_by_arm(metrics_by_arm: dict[str, dict | None], key: str, cells) -> pd.
 def intervals_by_arm(metrics_by_arm: dict[str, dict | None]) -> pd.DataFrame:
     """Table 5: each arm's test figures with their 95% lesion-level bootstrap intervals."""
     return _rows_by_arm(metrics_by_arm, "test_intervals", lambda intervals: {
-        **{label: _with_interval(intervals["figures"].get(key)) for key, label in INTERVAL_FIGURES.items()},
+        **{label: interval_text(intervals["figures"].get(key)) for key, label in INTERVAL_FIGURES.items()},
         "lesions": intervals["lesions"], "replicates": intervals["replicates"]})
 
 
@@ -178,6 +171,6 @@ def external_by_arm(results_by_arm: dict[str, dict | None]) -> pd.DataFrame:
         figures = result["intervals"]["figures"]
         rows.append({"arm": arm, "images": result["external_data"]["images"],
                      "internal bal. acc": f"{result['internal_test']['balanced_accuracy']:.3f}",
-                     "external bal. acc": _with_interval(result["balanced_multiclass_accuracy"]),
-                     **{label: _with_interval(figures.get(key)) for key, label in EXTERNAL_FIGURES.items()}})
+                     "external bal. acc": interval_text(result["balanced_multiclass_accuracy"]),
+                     **{label: interval_text(figures.get(key)) for key, label in EXTERNAL_FIGURES.items()}})
     return pd.DataFrame(rows)

@@ -33,7 +33,7 @@ from core.external import (
     load_external,
     read_ground_truth,
 )
-from core.metrics import classification_metrics, read_predictions
+from core.metrics import classification_metrics, interval_thresholds, read_predictions
 from core.predict import load_run
 from tests.sweep_fixture import build_smoke_sweep
 from tests.test_report import table_after
@@ -123,7 +123,8 @@ def test_bootstrap_resamples_lesions_when_the_ground_truth_has_them(evaluated, e
     ham = metrics_of(evaluated[HAM_FORMAT])
     replicates = ham["intervals"]["replicates"]
     assert ham["intervals"]["lesions"] == ham["external_data"]["lesions"] == truth["lesion_id"].nunique()
-    expected = confidence_intervals(y, probs, truth["lesion_id"], _thresholds(ham), replicates, seed=0)
+    thresholds = interval_thresholds(ham["mel_operating_points"])
+    expected = confidence_intervals(y, probs, truth["lesion_id"], thresholds, replicates, seed=0)
     assert ham["intervals"]["figures"] == expected["figures"]
 
     one_hot = metrics_of(evaluated[ONE_HOT_FORMAT])
@@ -144,10 +145,6 @@ def test_subgroups_recompute_from_the_predictions_where_the_ground_truth_has_met
         assert row["n_images"] == mine.sum()
         assert row["accuracy"] == pytest.approx((probs[mine].argmax(axis=1) == y[mine]).mean())
     assert metrics_of(evaluated[ONE_HOT_FORMAT])["subgroups"]["rows"] == []  # no metadata columns
-
-
-def _thresholds(metrics: dict) -> dict:
-    return {f"mel_at_recall_{p['target_recall']:.2f}": p["threshold"] for p in metrics["mel_operating_points"]}
 
 
 def test_preprocessing_is_that_of_internal_evaluation(evaluated):

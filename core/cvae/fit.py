@@ -9,12 +9,7 @@ import torch
 from tqdm import tqdm
 
 from core.cvae.model import CVAE, CVAEConfig, elbo_terms
-
-
-def amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
-    if not (amp and device.type == "cuda"):
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+from core.devices import amp_dtype
 
 
 def train_cvae(images: np.ndarray, labels: np.ndarray, cfg: CVAEConfig, device: torch.device,

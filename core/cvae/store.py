@@ -30,6 +30,7 @@ from core.cvae.fit import train_cvae
 from core.cvae.model import CVAE, CVAEConfig, generate
 from core.data.cache import build_cache, default_cache_dir
 from core.data.dataset import Ham10000, load_dataset
+from core.devices import resolve_device
 from core.labels import CLASS_INDEX, CLASSES
 
 if TYPE_CHECKING:
@@ -42,12 +43,6 @@ RUN_FILES = ("cvae_history.csv", "cvae_losses.png", "cvae_samples.png")  # copie
 def cvae_config(cfg: RunConfig) -> CVAEConfig:
     return CVAEConfig(resolution=cfg.cvae_resolution, latent=cfg.cvae_latent, epochs=cfg.cvae_epochs,
                       beta=cfg.cvae_beta, kl_warmup=cfg.cvae_kl_warmup)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def training_rows(splits: pd.DataFrame | str | Path) -> pd.DataFrame:

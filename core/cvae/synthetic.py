@@ -21,10 +21,11 @@ import pandas as pd
 
 from core import io
 from core.cvae.model import generate
-from core.cvae.store import RUN_FILES, ensure_cvae, load_cvae, resolve_device, training_rows
+from core.cvae.store import RUN_FILES, ensure_cvae, load_cvae, training_rows
 from core.data.cache import ImageCache
 from core.data.dataset import Ham10000
 from core.data.lesions import LesionDataset
+from core.devices import resolve_device
 from core.labels import CLASS_INDEX, CLASSES, NUM_CLASSES
 
 if TYPE_CHECKING:

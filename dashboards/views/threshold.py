@@ -92,9 +92,11 @@ def threshold_view(dash: Dashboard) -> pn.Column:
         for arm in selected:
             predictions = load_predictions(sweep.arm_dir(arm), "test")
             metrics = load_metrics(sweep.arm_dir(arm))
-            if predictions is None or metrics is None or _scale(metrics, on_scale)[0] not in metrics:
+            if predictions is None or metrics is None:
                 continue
             points, temperature = _scale(metrics, on_scale)
+            if points not in metrics:  # written before calibrated operating points existed
+                continue
             frames[arm] = threshold_curve(*_is_mel_and_score(predictions, temperature))
             marks[arm] = [r["threshold"] for r in metrics[points]["chosen_on_val"] if r["threshold"] is not None]
         probabilities = "calibrated P(mel)" if on_scale == CALIBRATED else "P(mel)"

@@ -1,0 +1,23 @@
+"""Where and in what precision a model runs: shared by training, the cVAE and external evaluation."""
+from __future__ import annotations
+
+import torch
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` is CUDA when there is a GPU, else the CPU; any other name is taken as is."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
+    """The autocast dtype (bf16 where the GPU has it, else fp16), or None: full precision off CUDA."""
+    if not (amp and device.type == "cuda"):
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def memory_format(device: torch.device, channels_last: bool) -> torch.memory_format:
+    """channels_last only on CUDA, where its kernels are the fast ones."""
+    return torch.channels_last if device.type == "cuda" and channels_last else torch.contiguous_format
