@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from core.calibration import apply_temperature
+from core.checkpoints import load_checkpoint
 from core.data.cache import resize_square
 from core.data.images import ImageError, ImageRef, load_rgb
 from core.data.transforms import eval_transform, stored_side
@@ -54,7 +55,7 @@ def load_run(run_dir: str | Path) -> TrainedModel:
     path = run_dir / "best.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {run_dir} is not a finished run folder")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+    saved = load_checkpoint(path)
     if tuple(saved["classes"]) != CLASSES:
         raise ValueError(f"{path} was trained with classes {saved['classes']}, expected {list(CLASSES)}")
     cfg = saved["config"]

@@ -20,6 +20,7 @@ from ray.train import Checkpoint
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from core.checkpoints import load_checkpoint
 from core.config import RunConfig, from_dict
 from core.results import SEEDS_DIR
 from core.train import fit
@@ -40,11 +41,7 @@ def train_worker(config: dict) -> None:
         torch.set_num_threads(max(1, int(config["cpus"])))
 
     # 1. Resume: a retried trial's Train run (same name) hands back its latest checkpoint.
-    checkpoint = ray.train.get_checkpoint()
-    resume = None
-    if checkpoint:
-        with checkpoint.as_directory() as folder:
-            resume = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
+    resume = resume_state(ray.train.get_checkpoint())
 
     with tempfile.TemporaryDirectory(prefix="dermablate-run-") as run_dir, \
             storage.local_copy(config["run_config"]["splits_file"]) as splits_file:
@@ -66,6 +63,14 @@ def train_worker(config: dict) -> None:
             on_epoch_end=report)
         if rank == 0:
             storage.put_dir(run_dir, config["out"])
+
+
+def resume_state(checkpoint: Checkpoint | None) -> dict | None:
+    """core's checkpoint state saved in a Ray checkpoint, or None to start afresh."""
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        return load_checkpoint(Path(folder) / STATE_FILE)
 
 
 def trial_config(config: dict) -> RunConfig:

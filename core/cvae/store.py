@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from core import io
+from core.checkpoints import load_checkpoint
 from core.cvae.figures import PER_SIDE, loss_figure, sample_grid, save
 from core.cvae.fit import train_cvae
 from core.cvae.model import CVAE, CVAEConfig, generate
@@ -108,7 +109,7 @@ def train_and_save(ds: Ham10000, rows: pd.DataFrame, cfg: CVAEConfig, out: Path,
 
 def load_cvae(path: str | Path, device: torch.device | str = "cpu") -> tuple[CVAE, dict]:
     """The model in eval mode, and the rest of cvae.pt (config, key, counts)."""
-    state = torch.load(path, map_location=device, weights_only=False)
+    state = load_checkpoint(path, map_location=device)
     if list(state["classes"]) != list(CLASSES):
         raise ValueError(f"{path}: class order {state['classes']} is not {list(CLASSES)}")
     model = CVAE(CVAEConfig(**state.pop("config"))).to(device)

@@ -23,35 +23,40 @@ def _card(row, images: dict) -> pn.Column:
                      css_classes=["gallery-card"], margin=(5, 15, 15, 0))
 
 
+def gallery_page(dash: Dashboard, arm: str | None, dx_value: str, outcome_value: str, page_value: int,
+                 version: int = 0):
+    """One page of cards for `arm` (`version` is only there to redraw when the sweep's files change)."""
+    sweep = dash.sweep
+    if sweep is None or arm is None:
+        return no_sweep()
+    arm_dir = sweep.arm_dir(arm)
+    predictions = load_predictions(arm_dir, "test")
+    if predictions is None or not (arm_dir / "best.pt").is_file():
+        return note(f"Arm `{arm}` has no test predictions or checkpoint yet.")
+    if sweep.data_root is None or not sweep.data_root.is_dir():
+        return note(f"The sweep's images are not here: data_root {sweep.data_root} is missing.", "warning")
+    rows = select_images(outcome_table(predictions), dx_value, outcome_value)
+    pages = max(1, -(-len(rows) // PAGE_SIZE))
+    current = min(page_value, pages)
+    shown = rows.iloc[(current - 1) * PAGE_SIZE:current * PAGE_SIZE]
+    header = pn.pane.Markdown(f"{len(rows)} test images of arm `{arm}` match; page {current} of {pages}. "
+                              "Each card: the image, Grad-CAM for the predicted class, Grad-CAM for mel.")
+    try:
+        cards = [_card(row, cam_images(arm_dir, sweep.data_root, row.image_id)) for row in shown.itertuples()]
+    except (FileNotFoundError, ValueError) as e:  # a missing image, or a checkpoint refused (UntrustedCheckpoint)
+        return note(f"Cannot show arm `{arm}`: {e}", "danger")
+    return pn.Column(header, pn.GridBox(*cards, ncols=2))
+
+
 def gallery_view(dash: Dashboard) -> pn.Column:
     dx = pn.widgets.Select(name="True class", options=["all", *CLASSES], value="all", width=160)
     outcome = pn.widgets.Select(name="Outcome", options=list(OUTCOMES), value="all", width=180)
     page = pn.widgets.IntInput(name="Page", value=1, start=1, width=100)
     for widget in (dx, outcome):
         widget.param.watch(lambda *_: setattr(page, "value", 1), "value")
-
-    def render(arm: str | None, dx_value: str, outcome_value: str, page_value: int, version: int):
-        sweep = dash.sweep
-        if sweep is None or arm is None:
-            return no_sweep()
-        arm_dir = sweep.arm_dir(arm)
-        predictions = load_predictions(arm_dir, "test")
-        if predictions is None or not (arm_dir / "best.pt").is_file():
-            return note(f"Arm `{arm}` has no test predictions or checkpoint yet.")
-        if sweep.data_root is None or not sweep.data_root.is_dir():
-            return note(f"The sweep's images are not here: data_root {sweep.data_root} is missing.", "warning")
-        rows = select_images(outcome_table(predictions), dx_value, outcome_value)
-        pages = max(1, -(-len(rows) // PAGE_SIZE))
-        current = min(page_value, pages)
-        shown = rows.iloc[(current - 1) * PAGE_SIZE:current * PAGE_SIZE]
-        header = pn.pane.Markdown(f"{len(rows)} test images of arm `{arm}` match; page {current} of {pages}. "
-                                  "Each card: the image, Grad-CAM for the predicted class, Grad-CAM for mel.")
-        cards = [_card(row, cam_images(arm_dir, sweep.data_root, row.image_id)) for row in shown.itertuples()]
-        return pn.Column(header, pn.GridBox(*cards, ncols=2))
-
     return pn.Column(
         pn.pane.Markdown("### Grad-CAM gallery\nTest images of the arm picked in the sidebar. A missed "
                          "melanoma is a melanoma whose most probable class is not mel."),
         pn.Row(dx, outcome, page),
-        pn.param.ParamFunction(pn.bind(render, dash.param.arm, dx, outcome, page, dash.param.version)),
+        pn.param.ParamFunction(pn.bind(gallery_page, dash, dash.param.arm, dx, outcome, page, dash.param.version)),
     )
