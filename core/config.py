@@ -73,6 +73,8 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # bf16 (or fp16 with a grad scaler) on CUDA; ignored on CPU
     channels_last: bool = True  # on CUDA
+    augment: str = "auto"  # cpu (DataLoader workers) | device (whole batches on the GPU) | auto: device on CUDA
+    compile: bool = False  # torch.compile the model (the first epoch pays the compile time)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -85,6 +87,7 @@ CHOICES = {
     "select_on": tuple(SELECTION_METRICS),
     "synthetic": SYNTHETIC_MODES,
     "cvae_resolution": CVAE_RESOLUTIONS,
+    "augment": ("auto", "cpu", "device"),
 }
 POSITIVE = ("image_size", "epochs", "batch_size", "lr", "synthetic_target", "cvae_epochs", "cvae_latent",
             "cvae_beta", "bootstrap_replicates")

@@ -21,3 +21,8 @@ def amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
 def memory_format(device: torch.device, channels_last: bool) -> torch.memory_format:
     """channels_last only on CUDA, where its kernels are the fast ones."""
     return torch.channels_last if device.type == "cuda" and channels_last else torch.contiguous_format
+
+
+def augments_on_device(choice: str, device: torch.device) -> bool:
+    """`augment: device`, or `auto` on CUDA: batches are augmented where the model runs."""
+    return choice == "device" or (choice == "auto" and device.type == "cuda")

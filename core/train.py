@@ -31,6 +31,8 @@ from core.calibration import nll
 from core.config import ConfigError, RunConfig, load_config
 from core.cvae import SyntheticImages, add_synthetic
 from core.data.cache import DecodedImages, build_cache
+from core.data.device_augment import EvalTransform, TrainAugment
+from core.data.device_batches import device_loaders
 from core.data.check import cached_check, usable_metadata
 from core.data.dataset import load_dataset
 from core.data.lesions import LesionDataset
@@ -56,6 +58,8 @@ class Data:
     root: Path
     synthetic: bool
     fingerprint: str
+    mean: tuple[float, float, float]  # the backbone's input normalisation
+    std: tuple[float, float, float]
     test_info: pd.DataFrame | None = None  # the test images' metadata rows by image_id (intervals, subgroups)
     generated: SyntheticImages | None = None  # cVAE images appended to train (cfg.synthetic), else None
 
@@ -90,7 +94,8 @@ def prepare_data(cfg: RunConfig, data_root: str | Path, mean, std) -> Data:
     # Reaching here with errors means --skip-bad-images dropped them: excluded() lists them.
     test_info = meta.set_index("image_id").loc[parts["test"].image_ids]
     return Data(**parts, splits=splits, excluded=report.excluded(), root=ds.root.resolve(), test_info=test_info,
-                synthetic=ds.synthetic, fingerprint=ds.fingerprint(), generated=generated)
+                synthetic=ds.synthetic, fingerprint=ds.fingerprint(), mean=tuple(mean), std=tuple(std),
+                generated=generated)
 
 
 # --------------------------------------------------------------------------- distributed
@@ -102,26 +107,30 @@ def rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
-def make_loaders(cfg: RunConfig, data: Data, device: torch.device) -> tuple[DataLoader, DataLoader, DataLoader]:
+def make_loaders(cfg: RunConfig, data: Data, device: torch.device) -> tuple:
+    """Train, val and test batches: DataLoaders (augment on the CPU) or DeviceBatches, over the same samplers."""
     rank, world = rank_and_world()
     if cfg.sampler:
         weights = class_weights(data.train_counts())
         train_sampler = DistributedWeightedSampler(data.train.labels, weights, world, rank, seed=cfg.seed)
     else:
         train_sampler = DistributedSampler(data.train, world, rank, shuffle=True, seed=cfg.seed)
-    common = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
-                  persistent_workers=cfg.num_workers > 0)
     # A last batch of one image breaks BatchNorm in training mode.
     drop_last = len(data.train) // world > cfg.batch_size
-    train = DataLoader(data.train, sampler=train_sampler, drop_last=drop_last, **common)
     # Evaluation shards are padded to equal size; `predict` gathers and de-duplicates by index.
-    val, test = (DataLoader(d, sampler=DistributedSampler(d, world, rank, shuffle=False), **common)
-                 for d in (data.val, data.test))
-    return train, val, test
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, DistributedDataParallel) else model
+    samplers = {"train": train_sampler, **{name: DistributedSampler(getattr(data, name), world, rank, shuffle=False)
+                                           for name in ("val", "test")}}
+    if devices.augments_on_device(cfg.augment, device):
+        evaluate = EvalTransform(cfg.image_size, data.mean, data.std)
+        transforms = {"train": TrainAugment(cfg.image_size, cfg.random_resized_crop, data.mean, data.std),
+                      "val": evaluate, "test": evaluate}
+        parts = [(getattr(data, name), samplers[name], drop_last and name == "train", transforms[name])
+                 for name in ("train", "val", "test")]
+        return tuple(device_loaders(parts, cfg.batch_size, device))
+    common = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
+                  persistent_workers=cfg.num_workers > 0)
+    return (DataLoader(data.train, sampler=train_sampler, drop_last=drop_last, **common),
+            *(DataLoader(getattr(data, name), sampler=samplers[name], **common) for name in ("val", "test")))
 
 
 # --------------------------------------------------------------------------- one epoch
@@ -229,8 +238,11 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
     torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed input size: pick the fastest kernels once
     memory_format = devices.memory_format(device, cfg.channels_last)
     model.to(device, memory_format=memory_format)
-    if world > 1:
-        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    # `runner` trains and predicts; `model` is the plain module whose state dict is saved.
+    runner = (DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+              if world > 1 else model)
+    if cfg.compile:
+        runner = torch.compile(runner)
     criterion = build_loss(cfg.loss, data.train_counts(), weighting=cfg.weighting, mel_multiplier=cfg.mel_multiplier,
                            label_smoothing=cfg.label_smoothing, focal_gamma=cfg.focal_gamma,
                            cb_beta=cfg.cb_beta).to(device)
@@ -242,7 +254,7 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
 
     state = {"epoch": 0, "history": [], "best": None}
     if resume:
-        unwrap(model).load_state_dict(resume["model"])
+        model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
         scaler.load_state_dict(resume["scaler"])
@@ -257,10 +269,10 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
         torch.manual_seed(cfg.seed * 1_000_003 + epoch)
         train_loader.sampler.set_epoch(epoch)
         start = time.perf_counter()
-        train_loss, images_per_s = train_one_epoch(model, train_loader, criterion, optimizer, scheduler, scaler,
+        train_loss, images_per_s = train_one_epoch(runner, train_loader, criterion, optimizer, scheduler, scaler,
                                                    device, amp_dtype, memory_format, cfg.grad_clip,
                                                    f"epoch {epoch}/{cfg.epochs}")
-        val_probs = predict(model, val_loader, device, amp_dtype, memory_format)
+        val_probs = predict(runner, val_loader, device, amp_dtype, memory_format)
         val = classification_metrics(data.val.labels, val_probs)
         row = {"epoch": epoch, "train_loss": train_loss, "val_loss": nll(data.val.labels, val_probs),
                "val_acc": val["accuracy"], "val_macro_f1": val["macro_f1"],
@@ -270,10 +282,10 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
         key = selection_key(val, row["val_loss"], cfg.select_on)
         if state["best"] is None or key > tuple(state["best"]["key"]):
             state["best"] = {"key": list(key), "epoch": epoch,
-                             "model": {k: v.detach().cpu().clone() for k, v in unwrap(model).state_dict().items()}}
+                             "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
         state["epoch"] = epoch
         state["history"].append(row)
-        checkpoint = {**state, "history": list(state["history"]), "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+        checkpoint = {**state, "history": list(state["history"]), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                       "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "config": cfg.to_dict()}
         if rank == 0:
             io.write_csv(out / "history.csv", pd.DataFrame(state["history"]))
@@ -283,14 +295,14 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
         if on_epoch_end is not None:
             on_epoch_end(epoch, row, checkpoint)
 
-    unwrap(model).load_state_dict(state["best"]["model"])
+    model.load_state_dict(state["best"]["model"])
     loaders = {"val": val_loader, "test": test_loader}
-    probs = {name: predict(model, loader, device, amp_dtype, memory_format) for name, loader in loaders.items()}
-    tta_probs = ({name: predict(model, loader, device, amp_dtype, memory_format, tta=True)
+    probs = {name: predict(runner, loader, device, amp_dtype, memory_format) for name, loader in loaders.items()}
+    tta_probs = ({name: predict(runner, loader, device, amp_dtype, memory_format, tta=True)
                   for name, loader in loaders.items()} if cfg.tta else None)
     if rank != 0:
         return {}
-    return _write_results(out, cfg, data, unwrap(model), state, probs, tta_probs, world)
+    return _write_results(out, cfg, data, model, state, probs, tta_probs, world)
 
 
 def _patience_exhausted(cfg: RunConfig, state: dict) -> bool:

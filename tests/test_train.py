@@ -29,15 +29,16 @@ def smoke(arm: str = "baseline", **overrides):
 
 
 @pytest.mark.parametrize("arm", ARMS)
-def test_every_arm_trains_end_to_end_under_smoke(arm, demo_root, tmp_path):
+def test_every_arm_trains_end_to_end_under_smoke_with_device_augmentation(arm, demo_root, tmp_path):
+    """The smoke sweep fixture trains every arm on the CPU loader path; this trains each on the device path."""
     out = tmp_path / arm
     assert train_cli(["--config", str(CONFIGS / f"{arm}.yaml"), "--data-root", str(demo_root),
-                      "--out", str(out), "--profile", "smoke"]) == 0
+                      "--out", str(out), "--profile", "smoke", "--set", "augment=device"]) == 0
     for name in CONTRACT:
         assert (out / name).is_file(), name
     assert not (out / "last.pt").exists()
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["name"] == arm and cfg["backbone"] == "test_efficientnet"
+    assert cfg["name"] == arm and cfg["backbone"] == "test_efficientnet" and cfg["augment"] == "device"
     history = pd.read_csv(out / "history.csv")
     assert list(history["epoch"]) == [1, 2]
     assert {"train_loss", "val_loss", "val_acc", "val_macro_f1", "val_mel_recall", "lr", "seconds"} <= set(history)

@@ -1,0 +1,90 @@
+"""`augment: device`: a split's uint8 images held once on the device, batched and augmented there.
+
+`DeviceBatches` iterates like the DataLoader it replaces: the same sampler (shuffled,
+weighted or DDP-sharded), the same `BatchSampler(sampler, batch_size, drop_last)`, and
+items `(images, labels, indices)`. The images live in device memory when they fit in the
+measured free memory, else in pinned host memory, copied per batch without blocking.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, Sampler
+
+from core.data.cache import ImageCache
+from core.data.lesions import LesionDataset
+
+DEVICE_SHARE = 0.5  # of the free device memory the images of one run may take; the rest is for the model
+
+
+def stacked(images: Sequence[np.ndarray]) -> np.ndarray:
+    """(N, H, W, 3) uint8 array of a dataset's images (one read of a memory-mapped cache)."""
+    if isinstance(images, ImageCache):
+        return np.array(np.load(images.path, mmap_mode="r"))  # one sequential read, into memory
+    return np.stack([images[i] for i in range(len(images))]) if len(images) else np.zeros((0, 1, 1, 3), np.uint8)
+
+
+def fits_on_device(nbytes: int, device: torch.device) -> tuple[bool, str]:
+    """Whether `nbytes` of images should live on the device, and the measurement that decided it."""
+    if device.type != "cuda":
+        return True, f"{device.type} memory"
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= DEVICE_SHARE * free, f"{free / 2**30:.1f} GiB free on {device}"
+
+
+class ImageStore:
+    """uint8 (N, H, W, 3) images on `device`, or (resident=False) in host memory, pinned where CUDA exists."""
+
+    def __init__(self, images: np.ndarray, device: torch.device, resident: bool = True):
+        self.device, self.resident = device, resident
+        host = torch.from_numpy(images)
+        if resident:
+            self.images = host.to(device)
+        else:
+            self.images = host.pin_memory() if torch.cuda.is_available() else host
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batch(self, index: torch.Tensor) -> torch.Tensor:
+        if self.resident:
+            return self.images[index.to(self.device)]
+        batch = self.images[index]
+        if batch.device != self.device and torch.cuda.is_available():
+            batch = batch.pin_memory()
+        return batch.to(self.device, non_blocking=True)
+
+
+class DeviceBatches:
+    """A DataLoader's iteration over a LesionDataset whose images are in an ImageStore."""
+
+    def __init__(self, dataset: LesionDataset, store: ImageStore, sampler: Sampler, batch_size: int,
+                 drop_last: bool, transform: Callable[[torch.Tensor], torch.Tensor]):
+        if len(store) != len(dataset):
+            raise ValueError(f"{len(store)} stored images for a dataset of {len(dataset)}")
+        self.dataset, self.store, self.sampler, self.transform = dataset, store, sampler, transform
+        self.batch_sampler = BatchSampler(sampler, batch_size, drop_last)
+        self.labels = torch.tensor(np.asarray(dataset.labels), dtype=torch.long, device=store.device)
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        for indices in self.batch_sampler:
+            index = torch.as_tensor(indices, dtype=torch.long)
+            yield self.transform(self.store.batch(index)), self.labels[index.to(self.store.device)], index
+
+
+def device_loaders(parts: Sequence[tuple], batch_size: int, device: torch.device) -> list[DeviceBatches]:
+    """DeviceBatches for each (dataset, sampler, drop_last, transform), all held where the measured
+    free memory allows: every split on the device, or every split in pinned host memory."""
+    arrays = [stacked(dataset.images) for dataset, *_ in parts]
+    nbytes = sum(a.nbytes for a in arrays)
+    resident, measured = fits_on_device(nbytes, device)
+    where = f"{device} memory" if resident else "pinned host memory, copied per batch"
+    print(f"augment=device: {sum(map(len, arrays))} images ({nbytes / 2**30:.2f} GiB) held in {where} "
+          f"({measured})", flush=True)
+    return [DeviceBatches(dataset, ImageStore(array, device, resident), sampler, batch_size, drop_last, transform)
+            for (dataset, sampler, drop_last, transform), array in zip(parts, arrays)]
