@@ -21,6 +21,7 @@ from core.data.download import (
     DermablateDownloadError,
     download,
     main,
+    retry_policy,
     unpack_zip,
 )
 from core.data.metadata import read_metadata
@@ -81,13 +82,16 @@ class FakeFile:
 
 
 class FakeDataverse:
-    """Serves a dataset record and its files; records every request; can ignore Range or lose files."""
+    """Serves a dataset record and its files; records every request; can ignore Range, lose files,
+    fail file requests with a status, or break a file off mid-way."""
 
     def __init__(self, files: list[FakeFile]):
         self.files = {f.id: f for f in files}
         self.requests: list[dict] = []
         self.honor_range = True
         self.missing: set[int] = set()  # file ids that answer 404
+        self.failures: list[int] = []  # statuses the next file requests answer with, one each
+        self.breaks: list[int] = []  # the next file requests send this many bytes of the body, then hang up
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
@@ -117,23 +121,32 @@ class FakeDataverse:
                 file = server.files.get(int(url.path[len(prefix):])) if url.path.startswith(prefix) else None
                 if file is None or file.id in server.missing:
                     return self._send(404, b'{"status":"ERROR","message":"not found"}')
+                if server.failures:
+                    return self._send(server.failures.pop(0), b'{"status":"ERROR","message":"try later"}')
                 body = file.original if query.get("format") == ["original"] and file.original else file.body
+                cut = server.breaks.pop(0) if server.breaks else None
                 start = self._range_start()
                 if start is not None and server.honor_range:
                     headers = {"Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"}
-                    return self._send(206, body[start:], headers)
-                return self._send(200, body)
+                    return self._send(206, body[start:], headers, cut)
+                return self._send(200, body, cut=cut)
 
             def _range_start(self) -> int | None:
                 value = self.headers.get("Range", "")
                 return int(value[len("bytes="):].rstrip("-")) if value.startswith("bytes=") else None
 
-            def _send(self, status: int, body: bytes, headers: dict | None = None) -> None:
+            def _send(self, status: int, body: bytes, headers: dict | None = None, cut: int | None = None) -> None:
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
                 self.end_headers()
+                if cut is not None:
+                    self.wfile.write(body[:cut])
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)  # hang up mid-body
+                    self.close_connection = True
+                    return
                 self.wfile.write(body)
 
             def log_message(self, *args):
@@ -294,3 +307,63 @@ def test_cli_list_and_error_exit(dataverse, tmp_path, capsys):
 
     assert main(["--dest", str(tmp_path), "--server", dataverse.url, "--files", "nope.zip"]) == 1
     assert "no file nope.zip" in capsys.readouterr().err
+
+
+FAST = retry_policy(backoff=0.01, attempts=3)  # the default waits seconds between tries
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Read 16 bytes at a time, so that a break after a multiple of 16 bytes keeps them all
+    (a chunk cut short is lost: the 1 MiB default would lose these small files whole)."""
+    monkeypatch.setattr("core.data.download.CHUNK", 16)
+
+
+def test_server_errors_are_retried(dataverse, tmp_path):
+    dataverse.failures = [503, 503]
+
+    download(tmp_path, dataverse.url, ["HAM10000_images_part_1.zip"], retry=FAST)
+
+    assert len(dataverse.file_requests()) == 3
+    assert (tmp_path / "HAM10000_images_part_1.zip").read_bytes() == dataverse.files[11].body
+
+
+def test_a_connection_broken_mid_file_resumes_from_the_part_file(dataverse, tmp_path, capsys, small_chunks):
+    full = dataverse.files[11].body
+    half = len(full) // 32 * 16
+    dataverse.breaks = [half]
+
+    download(tmp_path, dataverse.url, ["HAM10000_images_part_1.zip"], retry=FAST)
+
+    assert [r["range"] for r in dataverse.file_requests()] == [None, f"bytes={half}-"]
+    assert (tmp_path / "HAM10000_images_part_1.zip").read_bytes() == full
+    assert f"broke off after {half:,} bytes; resuming" in capsys.readouterr().err
+
+
+def test_exhausted_status_retries_name_the_file_the_status_and_how_to_resume(dataverse, tmp_path):
+    part = tmp_path / "HAM10000_images_part_1.zip.part"
+    part.write_bytes(dataverse.files[11].body[:10])
+    dataverse.failures = [503] * 4
+
+    resume = (rf"HAM10000_images_part_1\.zip failed: HTTP 503 .*after 3 retries.*"
+              rf"run the command again later to resume it from {part}")
+    with pytest.raises(DermablateDownloadError, match=resume):
+        download(tmp_path, dataverse.url, ["HAM10000_images_part_1.zip"], retry=FAST)
+
+    assert len(dataverse.file_requests()) == 4
+    assert part.read_bytes() == dataverse.files[11].body[:10]  # kept, to resume from
+
+
+def test_exhausted_resumptions_keep_the_part_file_for_the_next_run(dataverse, tmp_path, small_chunks):
+    full = dataverse.files[11].body
+    dataverse.breaks = [160] * 4
+    part = tmp_path / "HAM10000_images_part_1.zip.part"
+
+    with pytest.raises(DermablateDownloadError, match=rf"HAM10000_images_part_1\.zip broke off .* 4 times in a row; "
+                                                      rf"run the command again later to resume it from {part}"):
+        download(tmp_path, dataverse.url, ["HAM10000_images_part_1.zip"], retry=FAST)
+    assert part.read_bytes() == full[:640]
+
+    download(tmp_path, dataverse.url, ["HAM10000_images_part_1.zip"], retry=FAST)
+    assert dataverse.file_requests()[-1]["range"] == "bytes=640-"
+    assert (tmp_path / "HAM10000_images_part_1.zip").read_bytes() == full

@@ -6,7 +6,9 @@ Task 3 test set the record also holds (1511 images and their ground truth), on w
 
 Each file streams into NAME.part (resumed with an HTTP Range request after an interruption),
 is checked against the size and checksum the dataset record lists, then renamed into
-place. Zips are unpacked once into a folder named after the zip.
+place. Zips are unpacked once into a folder named after the zip. Timeouts, 429 and 5xx
+answers are retried with exponential backoff, and a connection that breaks off mid-file
+is resumed from the .part file (`retry_policy`).
 """
 from __future__ import annotations
 
@@ -20,7 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+from requests.adapters import HTTPAdapter
 from tqdm import tqdm
+from urllib3.exceptions import MaxRetryError, ProtocolError
+from urllib3.util.retry import Retry
 
 DATAVERSE_SERVER = "https://dataverse.harvard.edu"
 HAM10000_DOI = "doi:10.7910/DVN/DBW86T"
@@ -32,6 +37,7 @@ EXTERNAL_TEST_FILES = ("ISIC2018_Task3_Test_Images.zip", "ISIC2018_Task3_Test_Gr
 DEFAULT_FILES = TRAINING_FILES + EXTERNAL_TEST_FILES
 UNPACKED_MARKER = ".dermablate_unpacked"
 TIMEOUT = (15, 60)  # seconds: connect, and between bytes received
+RETRY_STATUSES = (429, 500, 502, 503, 504)
 CHUNK = 1 << 20
 HASHLIB_NAMES = {"MD5": "md5", "SHA-1": "sha1", "SHA-256": "sha256", "SHA-512": "sha512"}
 MANUAL_HINT = (
@@ -127,17 +133,24 @@ def download_file(session: requests.Session, server: str, remote: RemoteFile, de
     return target
 
 
-def _fetch(session: requests.Session, url: str, remote: RemoteFile, part: Path) -> None:
-    """Stream the file into `part`, continuing from its current length when the server allows."""
+def _fetch(session: requests.Session, url: str, remote: RemoteFile, part: Path, retry: Retry | None = None) -> None:
+    """Stream the file into `part`, continuing from its current length when the server allows.
+
+    A connection that breaks off mid-file is resumed from `part` while the session's Retry
+    allows another read (`retry` counts them down across the resumptions).
+    """
+    retry = retry or session.get_adapter(url).max_retries
     offset = part.stat().st_size if part.is_file() else 0
     params = {"format": "original"} if remote.original else None
     headers = {"Range": f"bytes={offset}-"} if offset else None
     ok = (416,) if offset else ()  # 416: the range starts at or past the end
-    with _get(session, url, remote.name, params=params, headers=headers, stream=True, ok=ok) as response:
+    resume = f"run the command again later to resume it from {part}"
+    with _get(session, url, remote.name, params=params, headers=headers, stream=True, ok=ok,
+              retry_advice=resume) as response:
         if offset and response.status_code in (206, 416) and not _resumes_at(response, offset):
             # A range we cannot use: start again from byte 0 (no Range header, so this recursion ends).
             part.unlink()
-            return _fetch(session, url, remote, part)
+            return _fetch(session, url, remote, part, retry)
         if response.status_code == 200:
             offset = 0  # the server ignored Range and sends the whole file
         with part.open("ab" if offset else "wb") as f, _progress(remote, offset) as bar:
@@ -145,11 +158,19 @@ def _fetch(session: requests.Session, url: str, remote: RemoteFile, part: Path) 
                 for chunk in response.iter_content(CHUNK):
                     f.write(chunk)
                     bar.update(len(chunk))
+                return
             except requests.RequestException as e:
-                raise DermablateDownloadError(
-                    f"the download of {remote.name} broke off after {f.tell():,} bytes ({e}); "
-                    "run the command again to resume it"
-                ) from None
+                broke, received = e, f.tell()
+    try:
+        retry = retry.increment("GET", url, error=ProtocolError(str(broke)))
+    except MaxRetryError:
+        raise DermablateDownloadError(
+            f"the download of {remote.name} broke off after {received:,} bytes ({broke}), "
+            f"{len(retry.history) + 1} times in a row; {resume}"
+        ) from None
+    print(f"{remote.name}: the connection broke off after {received:,} bytes; resuming", file=sys.stderr)
+    retry.sleep()
+    return _fetch(session, url, remote, part, retry)
 
 
 def _resumes_at(response: requests.Response, offset: int) -> bool:
@@ -226,12 +247,16 @@ def unpack_zip(path: Path) -> Path:
 
 
 def download(
-    dest: str | Path, server: str = DATAVERSE_SERVER, names: list[str] | tuple[str, ...] = DEFAULT_FILES
+    dest: str | Path, server: str = DATAVERSE_SERVER, names: list[str] | tuple[str, ...] = DEFAULT_FILES,
+    retry: Retry | None = None,
 ) -> list[Path]:
-    """Download (and unpack, for zips) the named files into `dest`; returns the files' paths."""
+    """Download (and unpack, for zips) the named files into `dest`; returns the files' paths.
+
+    `retry` defaults to `retry_policy()`.
+    """
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    with _session() as session:
+    with _session(retry) as session:
         remotes = select_files(list_files(session, server), names)
         paths = [download_file(session, server, remote, dest) for remote in remotes]
     for path in paths:
@@ -240,16 +265,32 @@ def download(
     return paths
 
 
-def _session() -> requests.Session:
+def retry_policy(backoff: float = 1.0, attempts: int = 5) -> Retry:
+    """Retry timeouts, broken connections, 429 and 5xx `attempts` times, waiting 0, 2, 4, ... x `backoff`
+    seconds between tries (or what Retry-After says). A refused or unresolved connection is retried
+    only twice: an offline machine hears so within seconds."""
+    return Retry(total=attempts, connect=min(2, attempts), read=attempts, status=attempts,
+                 status_forcelist=RETRY_STATUSES, allowed_methods={"GET"}, backoff_factor=backoff,
+                 raise_on_status=False)  # the last answer comes back, and _get names its status
+
+
+def _session(retry: Retry | None = None) -> requests.Session:
     session = requests.Session()
     session.headers["User-Agent"] = "dermablate-download"
+    adapter = HTTPAdapter(max_retries=retry or retry_policy())
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
     return session
 
 
 def _get(
-    session: requests.Session, url: str, what: str, ok: tuple[int, ...] = (), **kwargs
+    session: requests.Session, url: str, what: str, ok: tuple[int, ...] = (), retry_advice: str = MANUAL_HINT,
+    **kwargs
 ) -> requests.Response:
-    """GET `url`, turning network failures and HTTP errors (other than `ok`) into clear errors."""
+    """GET `url`, turning network failures and HTTP errors (other than `ok`) into clear errors.
+
+    `retry_advice` is what to do when the server kept answering with a status worth retrying.
+    """
     try:
         response = session.get(url, timeout=TIMEOUT, **kwargs)
     except (requests.ConnectionError, requests.Timeout) as e:
@@ -257,9 +298,12 @@ def _get(
         raise DermablateDownloadError(f"cannot reach {server}: {_reason(e)}; {MANUAL_HINT}") from None
     if response.status_code >= 400 and response.status_code not in ok:
         response.close()
+        retried = response.status_code in RETRY_STATUSES
+        attempts = session.get_adapter(url).max_retries.status
         raise DermablateDownloadError(
             f"downloading {what} failed: HTTP {response.status_code} {response.reason} "
-            f"from {response.url}; {MANUAL_HINT}"
+            + (f"after {attempts} retries " if retried else "")
+            + f"from {response.url}; {retry_advice if retried else MANUAL_HINT}"
         )
     return response
 
