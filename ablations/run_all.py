@@ -16,6 +16,7 @@ sys.path.insert(0, str(REPO))  # `python ablations/run_all.py` from anywhere
 
 import ray  # noqa: E402
 
+from core import io  # noqa: E402
 from core.config import ConfigError, parse_overrides  # noqa: E402
 from core.data.demo import make_demo_dataset  # noqa: E402
 from core.data.metadata import DatasetError, find_metadata  # noqa: E402
@@ -43,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="drop the rows `python -m core.data check` reports as errors")
     data.add_argument("--split-seed", type=int, help="seed of the one lesion-wise split all arms share (default 0)")
     sweep = p.add_argument_group("sweep")
-    sweep.add_argument("--arms", nargs="+", help="arms to run (default: every ablations/configs/*.yaml)")
+    sweep.add_argument("--arms", nargs="+",
+                       help="arms to run (default: the eight study arms; best_single only when named)")
     sweep.add_argument("--samples", type=int, help="hyperparameter samples per arm (default 1: the config as written)")
     sweep.add_argument("--seeds", type=int, help="training seeds per arm on the same split (default 1); the summary "
                                                  "adds each figure's mean and standard deviation")
@@ -84,7 +86,7 @@ def demo_data(path: Path, n: int) -> Path:
     except DatasetError:
         pass
     print(f"building the SYNTHETIC demo dataset ({n} images) in {path} (once)", flush=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = io.new_temp(path, folder=True)
     make_demo_dataset(tmp, n=n)
     os.replace(tmp, path)
     return path

@@ -17,6 +17,8 @@ from typing import Any
 
 import pyarrow.fs
 
+from core import io
+
 
 def location(results: str) -> str:
     """An absolute path or a URI: what Ray's `storage_path` and this module accept."""
@@ -51,7 +53,7 @@ def put_file(src: str | Path, uri: str) -> None:
     fs, path = _resolve(uri)
     parent, name = path.rsplit("/", 1)
     fs.create_dir(parent, recursive=True)
-    tmp = f"{parent}/.{name}.{os.getpid()}.tmp"
+    tmp = f"{parent}/{io.temp_name(name)}"
     pyarrow.fs.copy_files(str(src), tmp, destination_filesystem=fs)
     fs.move(tmp, path)
 

@@ -75,8 +75,8 @@ def ensure_cvae(cfg: RunConfig, data_root: str | Path | Ham10000, splits: pd.Dat
     print(f"cVAE: training on {len(rows)} training images -> {final}", flush=True)
     # Train into a private folder and rename it into place: a crash or a concurrent
     # trainer never leaves a half-written model under the final name.
-    tmp = final.with_name(f"{final.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    io.remove_stale(final.parent)
+    tmp = io.new_temp(final, folder=True)
     train_and_save(ds, rows, ccfg, tmp, resolve_device(cfg.device), cfg.amp, cache_dir)
     try:
         os.rename(tmp, final)

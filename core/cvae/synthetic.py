@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -104,11 +103,14 @@ def synthetic_images(cvae_path: Path, real_counts: list[int], target: float, sid
     path = cvae_path.parent / f"synthetic_{side}_{tag}.npy"
     if ids and not (path.exists() and path.with_suffix(".ids.json").exists()):
         model, _ = load_cvae(cvae_path, resolve_device(device))
+
+        def fill(tmp: Path) -> None:
+            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(ids), side, side, 3))
+            generate(model, labels, side, seed, out=array)
+            array.flush()
+            io.write_json(path.with_suffix(".ids.json"), ids)
+
         # Written under a private name and renamed when complete, as the image cache is.
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(ids), side, side, 3))
-        generate(model, labels, side, seed, out=array)
-        array.flush()
-        io.write_json(path.with_suffix(".ids.json"), ids)
-        os.replace(tmp, path)
+        io.remove_stale(path.parent)
+        io.atomic_write(path, fill)
     return SyntheticImages(ImageCache(path) if ids else [], labels, ids, cvae_path, real_counts)

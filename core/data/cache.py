@@ -18,7 +18,7 @@ from PIL import Image
 from core.data.dataset import Ham10000
 from core.data.images import ImageRef, load_rgb
 from core.data.parallel import parallel_map
-from core.io import write_text
+from core.io import atomic_write, remove_stale, write_text
 
 
 def default_cache_dir() -> Path:
@@ -82,14 +82,17 @@ def build_cache(ds: Ham10000, ids: list[str], side: int, cache_dir: str | Path |
     path = cache_dir / f"{cache_key(ds, ids, side)}.npy"
     if path.exists() and path.with_suffix(".ids.json").exists():
         return ImageCache(path)
-    # Build under a private name and rename at the end: a crash or a concurrent build
+    remove_stale(cache_dir)  # what a build killed midway left: up to the size of a whole cache
+
+    def fill(tmp: Path) -> None:
+        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(ids), side, side, 3)).flush()
+        tasks = [(tmp, i, ds.images[image_id], side) for i, image_id in enumerate(ids)]
+        parallel_map(_fill_row, tasks, f"cache {side}px")
+        write_text(path.with_suffix(".ids.json"), json.dumps(ids))
+
+    # Built under a private name and renamed at the end: a crash or a concurrent build
     # (two Ray trials) never leaves a half-written cache under the final name.
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
-    np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(ids), side, side, 3)).flush()
-    tasks = [(tmp, i, ds.images[image_id], side) for i, image_id in enumerate(ids)]
-    parallel_map(_fill_row, tasks, f"cache {side}px")
-    write_text(path.with_suffix(".ids.json"), json.dumps(ids))
-    os.replace(tmp, path)
+    atomic_write(path, fill)
     return ImageCache(path)
 
 
