@@ -66,6 +66,11 @@ class RunConfig:
     patience: int = 0  # stop after this many epochs without a better selection metric; 0 = off
     select_on: str = "val_macro_f1"  # val_macro_f1 | val_acc | val_mel_recall
     seed: int = 0
+    # beyond the study (off in its eight arms; ablations/configs/best_single.yaml uses them)
+    ema_decay: float = 0.0  # exponential moving average of the weights (timm ModelEmaV3), evaluated and selected; 0 = off
+    mixup_alpha: float = 0.0  # timm Mixup's Beta(alpha, alpha) mixing of image pairs; 0 = off
+    cutmix_alpha: float = 0.0  # timm CutMix; with mixup too, each batch is one or the other
+    auto_augment: str = "none"  # none | trivial (TrivialAugmentWide) | randaugment, per image, before the geometry
     # evaluation
     bootstrap_replicates: int = 1000  # lesion-level bootstrap replicates of the test intervals
     tta: bool = False  # also evaluate with 8-view flip/rot90 test-time augmentation (metrics.json "tta")
@@ -88,11 +93,13 @@ CHOICES = {
     "synthetic": SYNTHETIC_MODES,
     "cvae_resolution": CVAE_RESOLUTIONS,
     "augment": ("auto", "cpu", "device"),
+    "auto_augment": ("none", "trivial", "randaugment"),
 }
 POSITIVE = ("image_size", "epochs", "batch_size", "lr", "synthetic_target", "cvae_epochs", "cvae_latent",
             "cvae_beta", "bootstrap_replicates")
 NON_NEGATIVE = ("dropout", "mel_multiplier", "label_smoothing", "focal_gamma", "weight_decay",
-                "warmup_epochs", "grad_clip", "patience", "num_workers", "cvae_kl_warmup")
+                "warmup_epochs", "grad_clip", "patience", "num_workers", "cvae_kl_warmup", "ema_decay",
+                "mixup_alpha", "cutmix_alpha")
 FRACTIONS = ("synthetic_target", "cvae_kl_warmup")  # at most 1
 
 
@@ -149,6 +156,11 @@ def _check_values(config: RunConfig, source: str) -> None:
     for key in NON_NEGATIVE:
         if getattr(config, key) < 0:
             raise ConfigError(f"{source}: {key} must be >= 0; got {getattr(config, key)}")
+    if not config.ema_decay < 1:
+        raise ConfigError(f"{source}: ema_decay must be below 1 (0 = off); got {config.ema_decay}")
+    if (config.mixup_alpha or config.cutmix_alpha) and config.batch_size % 2:
+        raise ConfigError(f"{source}: mixup and cutmix mix each batch with its reverse: batch_size must be even; "
+                          f"got {config.batch_size}")
     if not config.dropout < 1 or not config.label_smoothing < 1:
         raise ConfigError(f"{source}: dropout and label_smoothing must be below 1")
     for key in FRACTIONS:

@@ -60,6 +60,11 @@ class FocalLoss(nn.Module):
     target distribution. The mean is taken like torch's weighted cross-entropy: divided
     by the sum of the target classes' weights, not by the batch size. With gamma=0 this is
     exactly `nn.CrossEntropyLoss(weight, label_smoothing=...)`.
+
+    Targets are class indices (B,) or, for mixup and cutmix, distributions (B, C). A mixed
+    target y weighs sum_c y_c w_c, the mix of its classes' weights, in the sum and in the
+    divisor alike, so a one-hot y gives exactly the loss of its class index. (torch's
+    cross-entropy with probability targets divides by the batch size instead.)
     """
 
     def __init__(self, gamma: float = 2.0, weight: torch.Tensor | None = None, label_smoothing: float = 0.0):
@@ -74,10 +79,10 @@ class FocalLoss(nn.Module):
         num_classes = logits.shape[1]
         log_p = F.log_softmax(logits, dim=1)
         per_class = -((1 - log_p.exp()) ** self.gamma) * log_p
-        q = F.one_hot(target, num_classes).to(log_p.dtype) * (1 - self.label_smoothing)
-        q = q + self.label_smoothing / num_classes
+        y = target.to(log_p.dtype) if target.dim() == 2 else F.one_hot(target, num_classes).to(log_p.dtype)
+        q = y * (1 - self.label_smoothing) + self.label_smoothing / num_classes
         w = self.weight if self.weight is not None else log_p.new_ones(num_classes)
-        return (q * w * per_class).sum() / w[target].sum()
+        return (q * w * per_class).sum() / (y * w).sum()
 
 
 def build_loss(
@@ -89,6 +94,7 @@ def build_loss(
     label_smoothing: float = 0.0,
     focal_gamma: float = 2.0,
     cb_beta: float = 0.999,
+    soft_targets: bool = False,
 ) -> nn.Module:
     """The training criterion.
 
@@ -96,6 +102,7 @@ def build_loss(
     (`class_weights`) or "class_balanced" (`class_balanced_weights`, with `cb_beta`).
     `counts` are the per-class training counts in CLASSES order. `mel_multiplier` scales
     the melanoma weight under any weighting ("none" then means ones, melanoma scaled).
+    `soft_targets` (mixup, cutmix) takes (B, C) target distributions, weighted as FocalLoss says.
     """
     if kind not in LOSS_KINDS:
         raise ValueError(f"loss kind must be one of {LOSS_KINDS}; got {kind!r}")
@@ -110,6 +117,6 @@ def build_loss(
             weight[MEL] = mel_multiplier
     else:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}; got {weighting!r}")
-    if kind == "ce":
+    if kind == "ce" and not soft_targets:
         return nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
-    return FocalLoss(focal_gamma, weight=weight, label_smoothing=label_smoothing)
+    return FocalLoss(focal_gamma if kind == "focal" else 0.0, weight=weight, label_smoothing=label_smoothing)

@@ -23,6 +23,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from timm.data import Mixup
+from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
@@ -79,7 +81,7 @@ def prepare_data(cfg: RunConfig, data_root: str | Path, mean, std) -> Data:
         splits = lesion_split(meta, seed=cfg.split_seed)
     side = stored_side(cfg.image_size, cfg.random_resized_crop)
     transforms = {
-        "train": train_transform(cfg.image_size, cfg.random_resized_crop, mean, std),
+        "train": train_transform(cfg.image_size, cfg.random_resized_crop, mean, std, cfg.auto_augment),
         "val": eval_transform(cfg.image_size, mean, std),
         "test": eval_transform(cfg.image_size, mean, std),
     }
@@ -122,7 +124,8 @@ def make_loaders(cfg: RunConfig, data: Data, device: torch.device) -> tuple:
                                            for name in ("val", "test")}}
     if devices.augments_on_device(cfg.augment, device):
         evaluate = EvalTransform(cfg.image_size, data.mean, data.std)
-        transforms = {"train": TrainAugment(cfg.image_size, cfg.random_resized_crop, data.mean, data.std),
+        transforms = {"train": TrainAugment(cfg.image_size, cfg.random_resized_crop, data.mean, data.std,
+                                            cfg.auto_augment),
                       "val": evaluate, "test": evaluate}
         parts = [(getattr(data, name), samplers[name], drop_last and name == "train", transforms[name])
                  for name in ("train", "val", "test")]
@@ -137,17 +140,24 @@ def make_loaders(cfg: RunConfig, data: Data, device: torch.device) -> tuple:
 
 
 def train_one_epoch(model, loader, criterion, optimizer, scheduler, scaler, device, amp_dtype, memory_format,
-                    grad_clip, desc: str) -> tuple[float, float]:
-    """One pass over the training loader; returns (mean loss, images per second)."""
+                    grad_clip, desc: str, mixup: Mixup | None = None,
+                    after_step: Callable[[], None] | None = None) -> tuple[float, float]:
+    """One pass over the training loader; returns (mean loss, images per second).
+
+    `mixup` turns each batch's labels into mixed target distributions; `after_step` runs
+    after every optimizer step (the EMA update).
+    """
     model.train()
     # The loss sum stays on the device: reading it every step would sync CUDA every step.
     total_loss, seen, start = torch.zeros((), device=device, dtype=torch.float64), 0, time.perf_counter()
     progress = tqdm(loader, desc=desc, leave=False, disable=rank_and_world()[0] != 0 or None)
     for step, (images, labels, _) in enumerate(progress):
         images = images.to(device, non_blocking=True, memory_format=memory_format)
-        labels = labels.to(device, non_blocking=True)
+        labels = targets = labels.to(device, non_blocking=True)
+        if mixup is not None and len(labels) % 2 == 0:  # an odd last batch (no drop_last) trains unmixed
+            images, targets = mixup(images, labels)
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            loss = criterion(model(images), labels)
+            loss = criterion(model(images), targets)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if grad_clip:
@@ -156,6 +166,8 @@ def train_one_epoch(model, loader, criterion, optimizer, scheduler, scaler, devi
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
+        if after_step is not None:
+            after_step()
         total_loss += loss.detach() * len(labels)
         seen += len(labels)
         if step % 20 == 0:
@@ -245,12 +257,19 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
         runner = torch.compile(runner)
     criterion = build_loss(cfg.loss, data.train_counts(), weighting=cfg.weighting, mel_multiplier=cfg.mel_multiplier,
                            label_smoothing=cfg.label_smoothing, focal_gamma=cfg.focal_gamma,
-                           cb_beta=cfg.cb_beta).to(device)
+                           cb_beta=cfg.cb_beta, soft_targets=bool(cfg.mixup_alpha or cfg.cutmix_alpha)).to(device)
+    mixup = (Mixup(mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.cutmix_alpha, label_smoothing=0.0,
+                   num_classes=NUM_CLASSES) if cfg.mixup_alpha or cfg.cutmix_alpha else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = len(train_loader)
     scheduler = warmup_cosine(optimizer, round(cfg.warmup_epochs * steps), cfg.epochs * steps)
     amp_dtype = devices.amp_dtype(device, cfg.amp)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    # With EMA the averaged weights are the ones validated, selected and saved.
+    ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True) if cfg.ema_decay else None
+    validated = ema.module if ema else runner  # `selected` holds its weights, without DDP or compile wrappers
+    selected = ema.module if ema else model
+    after_step = (lambda: ema.update(model, step=scheduler.last_epoch)) if ema else None
 
     state = {"epoch": 0, "history": [], "best": None}
     if resume:
@@ -258,6 +277,8 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
         scaler.load_state_dict(resume["scaler"])
+        if ema:
+            ema.module.load_state_dict(resume["ema"])
         state = {k: resume[k] for k in ("epoch", "history", "best")}
 
     if rank == 0:
@@ -267,12 +288,13 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
             break
         # Seeding from (seed, epoch) makes a resumed run draw what an uninterrupted one would.
         torch.manual_seed(cfg.seed * 1_000_003 + epoch)
+        np.random.seed((cfg.seed * 1_000_003 + epoch) % 2**32)  # timm's Mixup draws from numpy
         train_loader.sampler.set_epoch(epoch)
         start = time.perf_counter()
         train_loss, images_per_s = train_one_epoch(runner, train_loader, criterion, optimizer, scheduler, scaler,
                                                    device, amp_dtype, memory_format, cfg.grad_clip,
-                                                   f"epoch {epoch}/{cfg.epochs}")
-        val_probs = predict(runner, val_loader, device, amp_dtype, memory_format)
+                                                   f"epoch {epoch}/{cfg.epochs}", mixup, after_step)
+        val_probs = predict(validated, val_loader, device, amp_dtype, memory_format)
         val = classification_metrics(data.val.labels, val_probs)
         row = {"epoch": epoch, "train_loss": train_loss, "val_loss": nll(data.val.labels, val_probs),
                "val_acc": val["accuracy"], "val_macro_f1": val["macro_f1"],
@@ -282,11 +304,12 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
         key = selection_key(val, row["val_loss"], cfg.select_on)
         if state["best"] is None or key > tuple(state["best"]["key"]):
             state["best"] = {"key": list(key), "epoch": epoch,
-                             "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+                             "model": {k: v.detach().cpu().clone() for k, v in selected.state_dict().items()}}
         state["epoch"] = epoch
         state["history"].append(row)
         checkpoint = {**state, "history": list(state["history"]), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "config": cfg.to_dict()}
+                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "config": cfg.to_dict(),
+                      **({"ema": ema.module.state_dict()} if ema else {})}
         if rank == 0:
             io.write_csv(out / "history.csv", pd.DataFrame(state["history"]))
             if on_epoch_end is None:

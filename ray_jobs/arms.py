@@ -1,6 +1,7 @@
 """The sweep's arms: one per ablation config file, and the step each may need first.
 
-An arm exists because `ablations/configs/<arm>.yaml` exists: adding a config adds an arm.
+An arm exists because `ablations/configs/<arm>.yaml` exists: adding a config adds an arm to the
+default sweep, unless it is listed in BEYOND_THE_STUDY (those run only when named).
 An arm that needs something made before it trains registers a pre-step in PRE_STEPS:
 baseline_synth's cVAE. The trial runs it as a Ray task on one worker's resources, before
 its Train run, so that the DDP ranks find the result in the cache instead of each making it.
@@ -26,17 +27,23 @@ def train_cvae(cfg: RunConfig, data_root: str) -> None:
 
 
 PRE_STEPS: dict[str, PreStep] = {"baseline_synth": train_cvae}
+BEYOND_THE_STUDY = ("best_single",)  # configs that are not the source study's arms: `--arms best_single`
 
 
 def available(config_dir: Path = CONFIG_DIR) -> list[str]:
     return sorted(p.stem for p in config_dir.glob("*.yaml"))
 
 
+def study_arms(config_dir: Path = CONFIG_DIR) -> list[str]:
+    """The default sweep: every config but those beyond the study."""
+    return [name for name in available(config_dir) if name not in BEYOND_THE_STUDY]
+
+
 def load_arms(names: list[str] | None, profile: str, overrides: dict,
               config_dir: Path = CONFIG_DIR) -> dict[str, RunConfig]:
-    """Each named arm's config (all arms when `names` is empty) under a profile and overrides."""
+    """Each named arm's config (the study's arms when `names` is empty) under a profile and overrides."""
     known = available(config_dir)
     unknown = [n for n in names or [] if n not in known]
     if unknown:
         raise ConfigError(f"unknown arm(s) {', '.join(unknown)}; available: {', '.join(known)}")
-    return {name: load_config(config_dir / f"{name}.yaml", profile, overrides) for name in names or known}
+    return {name: load_config(config_dir / f"{name}.yaml", profile, overrides) for name in names or study_arms(config_dir)}

@@ -28,7 +28,9 @@ CONFIGS = Path(__file__).resolve().parents[1] / "ablations" / "configs"
 
 
 def arm_names() -> list[str]:
-    return sorted(p.stem for p in CONFIGS.glob("*.yaml"))
+    from ray_jobs.arms import study_arms
+
+    return study_arms(CONFIGS)
 
 
 def build_smoke_sweep(sweep_dir: Path, data_root: Path, arms: list[str] | None = None) -> Path:

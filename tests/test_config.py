@@ -8,21 +8,40 @@ import pytest
 from core.config import ConfigError, RunConfig, from_dict, load_config, parse_overrides
 
 CONFIGS = Path(__file__).resolve().parents[1] / "ablations" / "configs"
-ARMS = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
+STUDY = {"baseline", "baseline_synth", "sampler", "mel_upweight_x3", "long_mel_select", "b2_mel_select",
+         "b2_260_acc_select", "b2_260_mel_sampler"}
+ARMS = sorted(STUDY)
 
 
-def test_the_ablation_configs_are_there():
-    assert {"baseline", "sampler", "mel_upweight_x3", "long_mel_select", "b2_mel_select",
-            "b2_260_acc_select", "b2_260_mel_sampler"} <= set(ARMS)
+def test_the_ablation_configs_are_the_study_and_best_single():
+    assert {p.stem for p in CONFIGS.glob("*.yaml")} == STUDY | {"best_single"}
 
 
-@pytest.mark.parametrize("arm", ARMS)
+@pytest.mark.parametrize("arm", ARMS + ["best_single"])
 @pytest.mark.parametrize("profile", ["full", "demo", "smoke"])
 def test_every_arm_loads_under_every_profile(arm, profile):
     cfg = load_config(CONFIGS / f"{arm}.yaml", profile)
     assert cfg.name == arm
     if profile == "smoke":
         assert cfg.backbone == "test_efficientnet" and cfg.pretrained == "none"
+
+
+def test_best_single_uses_what_the_study_arms_leave_off():
+    best = load_config(CONFIGS / "best_single.yaml")
+    assert best.backbone == "efficientnet_b2" and best.ema_decay > 0 and best.mixup_alpha > 0
+    assert best.auto_augment == "trivial" and best.weighting == "inverse_freq"
+    for arm in ARMS:
+        cfg = load_config(CONFIGS / f"{arm}.yaml")
+        assert (cfg.ema_decay, cfg.mixup_alpha, cfg.cutmix_alpha, cfg.auto_augment) == (0.0, 0.0, 0.0, "none")
+
+
+def test_mixup_needs_an_even_batch_and_ema_a_decay_below_one():
+    with pytest.raises(ConfigError, match="batch_size must be even"):
+        from_dict({"mixup_alpha": 0.2, "batch_size": 33})
+    with pytest.raises(ConfigError, match="ema_decay must be below 1"):
+        from_dict({"ema_decay": 1.0})
+    with pytest.raises(ConfigError, match="auto_augment='autoaugment' is not one of none, trivial, randaugment"):
+        from_dict({"auto_augment": "autoaugment"})
 
 
 def test_full_profile_is_the_study_table():

@@ -107,3 +107,21 @@ def test_focal_weight_is_a_buffer_so_it_moves_with_the_module():
 def test_build_loss_rejects_unknown_choices_naming_valid_ones(kwargs, names):
     with pytest.raises(ValueError, match=names):
         build_loss(**{"kind": "ce", "counts": COUNTS, **kwargs})
+
+
+def test_mixed_targets_weigh_each_class_as_the_hard_label_loss_does():
+    counts = [30, 50, 110, 12, 111, 670, 14]
+    logits = torch.randn(6, 7, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 4, 5, 5, 6, 4])
+    hard = build_loss("ce", counts, weighting="inverse_freq", mel_multiplier=2.0, label_smoothing=0.1)
+    soft = build_loss("ce", counts, weighting="inverse_freq", mel_multiplier=2.0, label_smoothing=0.1,
+                      soft_targets=True)
+    torch.testing.assert_close(soft(logits, torch.nn.functional.one_hot(labels, 7).float()), hard(logits, labels))
+    # mixup of a melanoma with a nevus at lam: the pair weighs lam * w_mel + (1 - lam) * w_nv
+    unsmoothed = build_loss("ce", counts, weighting="inverse_freq", mel_multiplier=2.0, soft_targets=True)
+    w, lam = class_weights(counts, 2.0), 0.3
+    target = torch.zeros(1, 7)
+    target[0, 4], target[0, 5] = lam, 1 - lam
+    log_p = torch.log_softmax(logits[:1], 1)[0]
+    expected = -(lam * w[4] * log_p[4] + (1 - lam) * w[5] * log_p[5]) / (lam * w[4] + (1 - lam) * w[5])
+    torch.testing.assert_close(unsmoothed(logits[:1], target), expected)

@@ -11,7 +11,7 @@ from ray.tune.search.variant_generator import generate_variants
 
 from core.config import ConfigError
 from ray_jobs import storage
-from ray_jobs.arms import CONFIG_DIR, available, load_arms
+from ray_jobs.arms import CONFIG_DIR, available, load_arms, study_arms
 from ray_jobs.resources import Resources, resolve
 from ray_jobs.scheduler import PerArmScheduler, make_scheduler
 from ray_jobs.search import LR, MEL_MULTIPLIER, WEIGHT_DECAY, param_space
@@ -28,6 +28,12 @@ def test_every_config_file_is_an_arm(tmp_path):
     (tmp_path / "profiles").mkdir()
     (tmp_path / "new_arm.yaml").write_text("backbone: resnet10t\n")
     assert available(tmp_path) == ["new_arm"]  # a colleague's new config file is a new arm
+
+
+def test_the_default_sweep_is_the_study_and_best_single_runs_when_named():
+    assert len(study_arms()) == 8 and "best_single" not in study_arms()
+    assert list(load_arms(None, "smoke", {})) == study_arms()
+    assert list(load_arms(["best_single"], "smoke", {})) == ["best_single"]
 
 
 def test_arms_load_with_profile_and_overrides():

@@ -20,13 +20,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ray_jobs.arms import available
+from ray_jobs.arms import study_arms
 from ray_jobs.faults import KILL_AT_EPOCH, KILL_MARKER
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-ARMS = available()  # all eight
+ARMS = study_arms()  # all eight
 EPOCHS = 4
 
 

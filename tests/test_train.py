@@ -1,6 +1,7 @@
 """Core training: every arm trains end to end, writes the results contract, resumes exactly."""
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -90,6 +91,38 @@ def test_runs_are_deterministic_and_resume_exactly(demo_root, tmp_path):
     assert whole["test"] == resumed["test"]
     for name in ("predictions_val.csv", "predictions_test.csv"):
         assert (tmp_path / "whole" / name).read_text() == (tmp_path / "resumed" / name).read_text()
+
+
+def test_best_single_with_ema_mixup_and_trivial_augment_resumes_exactly_and_saves_the_ema(demo_root, tmp_path):
+    cfg = smoke("best_single", epochs=3, augment="device")
+    assert cfg.ema_decay and cfg.mixup_alpha and cfg.auto_augment == "trivial"
+    states = {}
+    whole = fit(cfg, demo_root, tmp_path / "whole", on_epoch_end=lambda e, row, state: states.update({e: copy.deepcopy(state)}))
+    checkpoint = interrupted_after(2, cfg, demo_root, tmp_path / "resumed")
+    fit(cfg, demo_root, tmp_path / "resumed", resume=checkpoint)
+    for name in ("predictions_val.csv", "predictions_test.csv"):
+        assert (tmp_path / "whole" / name).read_text() == (tmp_path / "resumed" / name).read_text()
+    selected = states[whole["selected_epoch"]]
+    saved = torch.load(tmp_path / "whole" / "best.pt", weights_only=True)["model"]
+    weight = next(k for k in saved if k.endswith("weight") and saved[k].dim() == 4)
+    assert torch.equal(saved[weight], selected["ema"][weight].cpu())  # the EMA is saved, not the live weights
+    assert not torch.equal(saved[weight], selected["model"][weight].cpu())
+
+
+def test_compile_trains_through_dynamo_and_saves_plain_weights(demo_root, tmp_path, monkeypatch):
+    # Inductor's C++ build takes minutes on 2 cores: trace with dynamo, run eagerly (the card's figures
+    # come from benchmarks/gpu_train.py).
+    compiled = []
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model: compiled.append(model) or real(model, backend="eager"))
+    fit(smoke(epochs=1, compile=True), demo_root, tmp_path)
+    assert len(compiled) == 1
+    saved = torch.load(tmp_path / "best.pt", weights_only=True)["model"]
+    assert not any(key.startswith("_orig_mod") for key in saved)
+    trained = load_run(tmp_path)  # loads into a plain model
+    test = pd.read_csv(tmp_path / "predictions_test.csv")
+    ref = ImageRef(next(demo_root.rglob(f"{test['image_id'][0]}.jpg")))
+    assert np.allclose(predict_images(trained, [load_rgb(ref)])[0], test.filter(like="p_").to_numpy()[0], atol=1e-5)
 
 
 def test_cli_resume_continues_from_last_checkpoint(demo_root, tmp_path, capsys):

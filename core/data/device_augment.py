@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from core.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from core.data.transforms import IMAGENET_MEAN, IMAGENET_STD, auto_augment_op
 
 CROP_SCALE = (0.6, 1.0)
 CROP_RATIO = (3 / 4, 4 / 3)
@@ -122,10 +122,16 @@ def normalise(images: torch.Tensor, mean, std) -> torch.Tensor:
 
 
 class TrainAugment:
-    """uint8 (B, H, W, 3) batch -> augmented, normalised float (B, 3, size, size) on the batch's device."""
+    """uint8 (B, H, W, 3) batch -> augmented, normalised float (B, 3, size, size) on the batch's device.
 
-    def __init__(self, size: int, random_resized_crop: bool = False, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    `auto_augment` ("trivial", "randaugment") applies torchvision's policy to each image in
+    turn before the geometry: one op per image, drawn from torch's global generator.
+    """
+
+    def __init__(self, size: int, random_resized_crop: bool = False, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                 auto_augment: str = "none"):
         self.size, self.random_resized_crop, self.mean, self.std = size, random_resized_crop, mean, std
+        self.policy = auto_augment_op(auto_augment)
 
     def params(self, n: int, device, generator: torch.Generator | None = None) -> AugmentParams:
         return sample_params(n, self.random_resized_crop, generator, device)
@@ -134,6 +140,8 @@ class TrainAugment:
         return self.apply(batch, self.params(len(batch), batch.device, generator))
 
     def apply(self, batch: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+        if self.policy is not None:
+            batch = torch.stack([self.policy(image) for image in batch.permute(0, 3, 1, 2)]).permute(0, 2, 3, 1)
         images = colour_jitter(geometry(to_unit_float(batch), params, self.size), params.jitter)
         return normalise(images, self.mean, self.std)
 
