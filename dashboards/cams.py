@@ -1,7 +1,9 @@
 """Grad-CAM for an arm's test images: which images to show, and cached overlays.
 
 Models, datasets and overlays are cached per process (functools.lru_cache), so paging
-back and forth through the gallery recomputes nothing.
+back and forth through the gallery recomputes nothing. The caches are keyed on the
+stamps (mtime, size, inode) of the files read as well as their paths, so a rewritten
+best.pt or metrics.json is read again.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from core.data.images import load_rgb
 from core.labels import CLASSES, MEL, PROB_COLUMNS
 from core.predict import TrainedModel, gradcam_overlay, load_run
 from dashboards.datasets import dataset
+from dashboards.results import CHECKPOINT, stamp
 
 OUTCOMES = ("all", "correct", "wrong", "missed melanoma")
 
@@ -42,15 +45,26 @@ def select_images(outcomes: pd.DataFrame, dx: str = "all", outcome: str = "all")
     return rows.reset_index(drop=True)
 
 
-@lru_cache(maxsize=8)
 def trained_model(run_dir: Path) -> TrainedModel:
+    """The run's best.pt and its metrics.json's operating points (core.predict.load_run)."""
+    run_dir = Path(run_dir)
+    return _trained_model(run_dir, stamp(run_dir / CHECKPOINT), stamp(run_dir / "metrics.json"))
+
+
+@lru_cache(maxsize=8)
+def _trained_model(run_dir: Path, *stamps) -> TrainedModel:
     return load_run(run_dir)
 
 
-@lru_cache(maxsize=128)
 def cam_images(run_dir: Path, data_root: Path, image_id: str) -> dict[str, np.ndarray]:
     """The image at the model's input size and its Grad-CAM overlays for the predicted class
     and for melanoma (uint8 RGB arrays, read-only: they are shared through the cache)."""
+    run_dir = Path(run_dir)
+    return _cam_images(run_dir, Path(data_root), image_id, stamp(run_dir / CHECKPOINT))
+
+
+@lru_cache(maxsize=128)
+def _cam_images(run_dir: Path, data_root: Path, image_id: str, *stamps) -> dict[str, np.ndarray]:
     trained = trained_model(run_dir)
     ref = dataset(data_root).images.get(image_id)
     if ref is None:

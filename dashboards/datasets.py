@@ -7,11 +7,24 @@ from pathlib import Path
 from core.data.cache import default_cache_dir
 from core.data.dataset import Ham10000, load_dataset
 from core.data.images import load_rgb
+from core.data.metadata import find_metadata
 from core.data.stats import write_stats
+from dashboards.results import stamp
+
+
+def dataset(data_root: Path) -> Ham10000:
+    """The dataset, loaded again when its metadata table is rewritten or its folder gains or loses files."""
+    data_root = Path(data_root)
+    return _dataset(data_root, stamp(_metadata_file(data_root)), stamp(data_root))
+
+
+@lru_cache(maxsize=8)
+def _metadata_file(data_root: Path) -> Path:
+    return find_metadata(data_root)  # searches the whole tree: once per root
 
 
 @lru_cache(maxsize=2)
-def dataset(data_root: Path) -> Ham10000:
+def _dataset(data_root: Path, *stamps) -> Ham10000:
     return load_dataset(data_root)
 
 

@@ -19,6 +19,7 @@ from core.results import STATUSES, SUMMARY_COLUMNS, summary_row
 
 SWEEP_MARKERS = ("sweep.json", "summary.csv")
 ARM_FILES = ("config.json", "history.csv", "metrics.json")  # what makes a folder an arm's run folder
+CHECKPOINT = "best.pt"
 
 
 class UnsafePath(ValueError):
@@ -184,15 +185,21 @@ def arm_images(arm_dir: Path) -> list[Path]:
     return sorted(arm_dir.glob("*.png"))
 
 
+def stamp(path: Path) -> tuple[int, int, int] | None:
+    """(mtime_ns, size, inode) of a file, None when it is absent. Part of a cache key, it makes a
+    rewritten file miss: an atomic rewrite gives it a new inode even within the clock's resolution."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_mtime_ns, stat.st_size, stat.st_ino
+
+
 def files_signature(sweep_dir: Path) -> tuple:
-    """(name, size, mtime) of every results file of a sweep: it changes whenever a run writes."""
+    """(name, stamp) of every results file of a sweep and of its checkpoints: it changes whenever a run writes."""
     files = [sweep_dir / name for name in ("sweep.json", "summary.csv")]
     if sweep_dir.is_dir():
         files += [p for arm in sweep_dir.iterdir() if arm.is_dir() for p in arm.iterdir()
-                  if p.name in ARM_FILES or p.suffix == ".png"]
-    entries = []
-    for path in files:
-        if path.is_file():
-            stat = path.stat()
-            entries.append((str(path), stat.st_size, stat.st_mtime_ns))
+                  if p.name in (*ARM_FILES, CHECKPOINT) or p.suffix == ".png"]
+    entries = [(str(path), stamp(path)) for path in files if path.is_file()]
     return tuple(sorted(entries))

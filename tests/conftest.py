@@ -38,3 +38,20 @@ def smoke_sweep(demo_root, tmp_path_factory) -> Path:
     from tests.sweep_fixture import build_smoke_sweep
 
     return build_smoke_sweep(tmp_path_factory.mktemp("results") / "smoke", demo_root)
+
+
+@pytest.fixture(scope="session")
+def trained_run(demo_root, tmp_path_factory) -> tuple[Path, Path]:
+    """A smoke-trained run folder of the baseline arm (genuine best.pt, metrics.json), and the
+    checkpoint state of its last epoch saved as core saves last.pt and Ray saves state.pt."""
+    import torch
+
+    from core.config import load_config
+    from core.train import fit
+    from tests.sweep_fixture import CONFIGS
+
+    out = tmp_path_factory.mktemp("trained") / "baseline"
+    state = out.parent / "state.pt"
+    fit(load_config(CONFIGS / "baseline.yaml", "smoke"), demo_root, out,
+        on_epoch_end=lambda epoch, row, checkpoint: torch.save(checkpoint, state))
+    return out, state

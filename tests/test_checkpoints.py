@@ -15,14 +15,13 @@ import torch
 from PIL import Image
 
 from core.checkpoints import UntrustedCheckpoint, load_checkpoint
-from core.config import load_config
 from core.cvae import load_cvae
 from core.data.dataset import load_dataset
 from core.evaluate import main as evaluate_cli
 from core.external import METRICS_FILE as EXTERNAL_METRICS_FILE
 from core.predict import load_run, main as predict_cli
 from core.results import summary_row, write_summary
-from core.train import fit, main as train_cli
+from core.train import main as train_cli
 from dashboards.state import Dashboard
 from dashboards.views.gallery import gallery_page
 from dashboards.views.predict import predict_view
@@ -59,21 +58,10 @@ def marker(tmp_path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(demo_root, tmp_path_factory) -> tuple[Path, Path]:
-    """A smoke-trained run folder (genuine best.pt), and the checkpoint state of its last epoch
-    saved as core saves last.pt and Ray saves state.pt."""
-    out = tmp_path_factory.mktemp("trained") / "baseline"
-    state = out.parent / "state.pt"
-    fit(load_config(CONFIGS / "baseline.yaml", "smoke"), demo_root, out,
-        on_epoch_end=lambda epoch, row, checkpoint: torch.save(checkpoint, state))
-    return out, state
-
-
-@pytest.fixture(scope="module")
-def sweep(trained, demo_root, tmp_path_factory) -> Path:
+def sweep(trained_run, demo_root, tmp_path_factory) -> Path:
     """Two finished arms: `baseline` as trained, and `hostile`, the same run with a crafted best.pt."""
     sweep_dir = tmp_path_factory.mktemp("results") / "smoke"
-    run, _ = trained
+    run, _ = trained_run
     shutil.copytree(run, sweep_dir / "baseline")
     hostile = shutil.copytree(run, sweep_dir / "hostile")
     craft(hostile / "best.pt", load_checkpoint(run / "best.pt"), sweep_dir.parent / "code-ran")
@@ -88,8 +76,8 @@ def test_the_crafted_file_does_run_code_when_unpickled_unsafely(tmp_path, marker
     assert marker.exists()  # so the refusals below are what keeps it from running
 
 
-def test_genuine_checkpoints_load(trained):
-    run, state = trained
+def test_genuine_checkpoints_load(trained_run):
+    run, state = trained_run
     best = load_checkpoint(run / "best.pt")
     assert {"model", "config", "classes", "mean", "std", "epoch", "synthetic_data"} <= set(best)
     assert load_run(run).config == best["config"]
@@ -135,8 +123,8 @@ def test_evaluate_refuses_a_crafted_best_pt_and_scores_the_genuine_run(sweep, de
     assert (sweep / "baseline" / EXTERNAL_METRICS_FILE).is_file()
 
 
-def test_resume_refuses_a_crafted_last_pt(trained, demo_root, tmp_path, marker, capsys):
-    run, state = trained
+def test_resume_refuses_a_crafted_last_pt(trained_run, demo_root, tmp_path, marker, capsys):
+    run, state = trained_run
     out = Path(shutil.copytree(run, tmp_path / "run"))
     craft(out / "last.pt", load_checkpoint(state), marker)
     args = ["--config", str(CONFIGS / "baseline.yaml"), "--data-root", str(demo_root), "--out", str(out),
@@ -146,12 +134,12 @@ def test_resume_refuses_a_crafted_last_pt(trained, demo_root, tmp_path, marker, 
     assert pd.read_csv(out / "history.csv").equals(pd.read_csv(run / "history.csv"))  # nothing trained
 
 
-def test_ray_resume_refuses_a_crafted_state_and_loads_a_genuine_one(trained, tmp_path, marker):
+def test_ray_resume_refuses_a_crafted_state_and_loads_a_genuine_one(trained_run, tmp_path, marker):
     from ray.train import Checkpoint
 
     from ray_jobs.trainable import STATE_FILE, resume_state
 
-    _, state = trained
+    _, state = trained_run
     genuine = tmp_path / "genuine"
     genuine.mkdir()
     shutil.copy(state, genuine / STATE_FILE)
