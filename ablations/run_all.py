@@ -22,6 +22,7 @@ from core.data.demo import make_demo_dataset  # noqa: E402
 from core.data.metadata import DatasetError, find_metadata  # noqa: E402
 from ray_jobs import storage  # noqa: E402
 from ray_jobs.arms import load_arms  # noqa: E402
+from ray_jobs.packing import default_share, read_measurements  # noqa: E402
 from ray_jobs.resources import resolve  # noqa: E402
 from ray_jobs.sweep import SWEEP_FILE, Sweep, check_data, run, start  # noqa: E402
 
@@ -61,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--workers-per-trial", type=int, help="DDP workers per trial (default 1)")
     cluster.add_argument("--cpus-per-worker", type=float, help="default 1, or CPUs / GPUs on a GPU cluster")
     cluster.add_argument("--gpus-per-worker", type=float, help="fractions share a GPU (default 1 if the cluster "
-                                                               "has GPUs, else 0)")
+                                                               "has GPUs, else 0; on a single-GPU node, the "
+                                                               "share measured for its card: ray_jobs/packing.py)")
     cluster.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as the cluster holds "
                                                             "now; 0 = no limit, for autoscaling clusters)")
     return p
@@ -139,8 +141,12 @@ def main(argv: list[str] | None = None) -> int:
         local = not (args.address or os.environ.get("RAY_ADDRESS"))
         ray.init(address=args.address, runtime_env=local_runtime_env() if local else None)
         if sweep.resources is None:
-            sweep.resources = resolve(ray.cluster_resources(), args.workers_per_trial, args.cpus_per_worker,
-                                      args.gpus_per_worker, args.max_concurrent)
+            cluster, gpus_per_worker = ray.cluster_resources(), args.gpus_per_worker
+            if gpus_per_worker is None:
+                gpus_per_worker, why = default_share(cluster, args.workers_per_trial or 1, read_measurements())
+                print(f"GPU share: {why}", flush=True)
+            sweep.resources = resolve(cluster, args.workers_per_trial, args.cpus_per_worker, gpus_per_worker,
+                                      args.max_concurrent)
         record = start(sweep, run_configs, facts, splits, record)
     except (ConfigError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,8 +1,9 @@
 """What each trial asks of the cluster, and how many trials run at once.
 
 Defaults come from `ray.cluster_resources()` when the sweep starts: on a CPU-only
-cluster one worker of one CPU per trial; with GPUs one worker of one GPU per trial and
-the CPUs shared out among the GPUs (for data loading). The trial function itself holds
+cluster one worker of one CPU per trial; with GPUs one worker of one GPU per trial (or
+the measured share of a single GPU, ray_jobs/packing.py) and the CPUs shared out among
+the trials that fit on the GPUs at once. The trial function itself holds
 no CPU (a trial holding one would sit on the CPU its own workers wait for), so Tune
 cannot see how many trials fit: `max_concurrent` says it.
 """
@@ -37,7 +38,8 @@ def resolve(cluster: dict, workers: int | None = None, cpus_per_worker: float | 
     if gpus_per_worker is None:
         gpus_per_worker = 1.0 if gpus else 0.0
     if cpus_per_worker is None:
-        cpus_per_worker = max(1.0, math.floor(cluster.get("CPU", 1) / gpus)) if gpus_per_worker and gpus else 1.0
+        on_gpus = gpus / gpus_per_worker if gpus_per_worker and gpus else 0
+        cpus_per_worker = max(1.0, math.floor(cluster.get("CPU", 1) / on_gpus + 1e-9)) if on_gpus else 1.0
     workers = workers or 1
     if max_concurrent is None:
         max_concurrent = fitting_trials(cluster, workers, cpus_per_worker, gpus_per_worker)

@@ -25,6 +25,7 @@ from core.config import RunConfig, from_dict
 from core.results import SEEDS_DIR
 from core.train import fit
 from ray_jobs import faults, storage
+from ray_jobs.packing import PackedOutOfMemory, out_of_memory_message
 from ray_jobs.arms import PRE_STEPS
 
 STATE_FILE = "state.pt"  # the checkpoint dict core hands to on_epoch_end
@@ -59,8 +60,10 @@ def train_worker(config: dict) -> None:
                 ray.train.report(row, checkpoint=Checkpoint.from_directory(folder))
 
         # 3. core's loop on this rank; rank 0 writes the run folder, then publishes it.
-        fit(cfg, config["data_root"], run_dir, resume=resume, device=device,
-            on_epoch_end=report)
+        try:
+            fit(cfg, config["data_root"], run_dir, resume=resume, device=device, on_epoch_end=report)
+        except torch.OutOfMemoryError as e:
+            raise PackedOutOfMemory(out_of_memory_message(cfg.name, config["gpus"] or 1.0, e)) from None
         if rank == 0:
             storage.put_dir(run_dir, config["out"])
 
@@ -116,7 +119,7 @@ def run_trial(config: dict) -> None:
     trainer = ray.train.torch.TorchTrainer(
         train_worker,
         train_loop_config={"run_config": cfg.to_dict(), "data_root": sweep["data_root"], "out": out,
-                           "cpus": resources["CPU"]},
+                           "cpus": resources["CPU"], "gpus": resources.get("GPU", 0.0)},
         # 1. N DDP workers; Ray starts the process group (NCCL on GPUs, gloo on CPUs).
         scaling_config=ray.train.ScalingConfig(num_workers=sweep["workers"], use_gpu=bool(sweep["gpus_per_worker"]),
                                                resources_per_worker=resources),

@@ -12,6 +12,7 @@ from ray.tune.search.variant_generator import generate_variants
 from core.config import ConfigError
 from ray_jobs import storage
 from ray_jobs.arms import CONFIG_DIR, available, load_arms, study_arms
+from ray_jobs.packing import best_count, default_share, out_of_memory_message
 from ray_jobs.resources import Resources, resolve
 from ray_jobs.scheduler import PerArmScheduler, make_scheduler
 from ray_jobs.search import LR, MEL_MULTIPLIER, WEIGHT_DECAY, param_space
@@ -218,3 +219,37 @@ def test_submit_refuses_paths_the_job_cannot_see(args, message):
 
 def test_submit_accepts_absolute_paths_and_uris():
     check_paths(["--results", "s3://bucket/sweeps", "--data-root=/shared/ham10000"])
+
+
+# ------------------------------------------------------------------------- packing trials on one GPU
+
+H200 = {"CPU": 16.0, "GPU": 1.0, "accelerator_type:H200": 1.0}
+MEASURED = {"H200": {"date": "2026-12-01", "rows": [
+    {"at_once": 1, "completed": True, "sum_images_per_s": 1500.0, "peak_gib": 9.0},
+    {"at_once": 2, "completed": True, "sum_images_per_s": 2600.0, "peak_gib": 18.0},
+    {"at_once": 4, "completed": True, "sum_images_per_s": 3350.0, "peak_gib": 36.0},
+    {"at_once": 8, "completed": True, "sum_images_per_s": 3400.0, "peak_gib": 72.0}]}}
+
+
+def test_a_single_gpu_is_shared_by_the_measured_count():
+    share, why = default_share(H200, 1, MEASURED)
+    assert share == 0.25 and "4 trials share the H200" in why  # 8 at once is within 5% of 4: no gain
+    assert resolve(H200, gpus_per_worker=share) == Resources(1, 4.0, 0.25, max_concurrent=4)
+    rows = MEASURED["H200"]["rows"]
+    assert best_count([{**r, "completed": r["at_once"] < 4} for r in rows]) == 2  # what ran out of memory is out
+    assert best_count([{**r, "sum_images_per_s": 1000.0 * r["at_once"]} for r in rows]) == 8
+
+
+def test_without_a_measurement_one_trial_holds_the_gpu_and_says_how_to_measure():
+    share, why = default_share({**H200, "accelerator_type:L4": 1.0, "accelerator_type:H200": 0}, 1, MEASURED)
+    assert share == 1.0
+    share, why = default_share({"CPU": 8.0, "GPU": 1.0, "accelerator_type:L4": 1.0}, 1, MEASURED)
+    assert share == 1.0 and "no packing measurement for L4" in why and "--packing" in why
+    assert default_share({"CPU": 32.0, "GPU": 4.0, "accelerator_type:H200": 4.0}, 1, MEASURED)[0] == 1.0
+    assert default_share({"CPU": 2.0}, 1, MEASURED)[0] == 0.0
+
+
+def test_a_packed_trial_out_of_memory_names_the_fix():
+    message = out_of_memory_message("b2_mel_select", 0.25, RuntimeError("CUDA out of memory"))
+    assert "--gpus-per-worker 0.5" in message and "batch_size" in message and "4 trials" in message
+    assert "whole GPU" in out_of_memory_message("b2_mel_select", 1.0, RuntimeError("x"))
