@@ -33,6 +33,7 @@ from ablations.run_all import DEMO_SIZES, demo_data, local_runtime_env  # noqa: 
 from core import io  # noqa: E402
 from core.config import RunConfig  # noqa: E402
 from core.data.dataset import load_dataset  # noqa: E402
+from core.data.parallel import usable_cpus  # noqa: E402
 from core.data.split import lesion_split  # noqa: E402
 from core.train import fit  # noqa: E402
 from ray_jobs.arms import load_arms  # noqa: E402
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="arms of the sequential-versus-parallel comparison (none: skip it)")
     args = p.parse_args(argv)
     data_root = args.data_root or str(demo_data(REPO / "data" / "demo", DEMO_SIZES["demo"]))
-    cpus = len(os.sched_getaffinity(0))
+    cpus = usable_cpus()
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
 
     with tempfile.TemporaryDirectory(prefix="ray-overhead-") as tmp:

@@ -12,9 +12,16 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask where the OS has one (Linux), else all of them."""
+    if hasattr(os, "sched_getaffinity"):  # Linux only: absent on macOS and Windows
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def parallel_map(fn: Callable[[T], R], items: Sequence[T], desc: str, workers: int | None = None) -> list[R]:
     """`[fn(x) for x in items]`, in order, spread over processes when there is enough work."""
-    workers = workers or min(len(os.sched_getaffinity(0)), 8)
+    workers = workers or min(usable_cpus(), 8)
     chunksize = max(1, len(items) // (workers * 16))
     progress = dict(total=len(items), desc=desc, unit="img", disable=None, leave=False)
     if workers <= 1 or len(items) < 64:
