@@ -23,6 +23,7 @@ from core.data.metadata import DatasetError, find_metadata  # noqa: E402
 from ray_jobs import storage  # noqa: E402
 from ray_jobs.arms import load_arms  # noqa: E402
 from ray_jobs.packing import default_share, read_measurements  # noqa: E402
+from ray_jobs.preflight import check_weights  # noqa: E402
 from ray_jobs.resources import resolve  # noqa: E402
 from ray_jobs.sweep import SWEEP_FILE, Sweep, check_data, run, start  # noqa: E402
 
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")  # a harmless warning per trial otherwise
     try:
         sweep, run_configs, record = resumed_sweep(args, results) if args.resume else new_sweep(args, results, profile)
+        check_weights(run_configs)  # an offline machine stops here, at once, not in every trial
         facts, splits = check_data(sweep, run_configs, record)  # a bad dataset stops here, before any write
         # A job's workers have its working_dir, and a joined cluster needs the code at this path.
         local = not (args.address or os.environ.get("RAY_ADDRESS"))

@@ -86,6 +86,28 @@ def _from_file(backbone: str, path: str | os.PathLike, dropout: float, num_class
     )
 
 
+def weights_problem(backbone: str, pretrained: str | os.PathLike) -> str | None:
+    """Why `build_model(backbone, pretrained)` cannot get its weights on this machine, found without
+    downloading anything; None when it can (for the hub: when it is reachable or has them cached)."""
+    if pretrained == "imagenet":
+        offline_reason = _hub_unreachable()
+        if offline_reason and _cached_hub_file(backbone) is None:
+            return _offline_hub_message(backbone, offline_reason)
+    elif pretrained == "pypi":
+        try:
+            pypi_weights_file(backbone)
+        except (ValueError, RuntimeError) as e:
+            return str(e)
+    elif pretrained != "none" and not Path(pretrained).is_file():
+        return f"the weights file {pretrained} does not exist"
+    return None
+
+
+def _offline_hub_message(backbone: str, offline_reason: str) -> str:
+    return (f"cannot download ImageNet weights for {backbone!r}: {offline_reason}, and they "
+            f"are not in the local Hugging Face cache")
+
+
 def _from_timm_hub(backbone: str, dropout: float, num_classes: int) -> nn.Module:
     offline_reason = _hub_unreachable()
     if offline_reason:
@@ -93,10 +115,7 @@ def _from_timm_hub(backbone: str, dropout: float, num_classes: int) -> nn.Module
         # unless the weights are already in the local hub cache.
         cached = _cached_hub_file(backbone)
         if cached is None:
-            raise RuntimeError(
-                f"cannot download ImageNet weights for {backbone!r}: {offline_reason}, and they "
-                f"are not in the local Hugging Face cache; {_ALTERNATIVES}"
-            )
+            raise RuntimeError(f"{_offline_hub_message(backbone, offline_reason)}; {_ALTERNATIVES}")
         return _from_file(backbone, cached, dropout, num_classes)
     try:
         return timm.create_model(backbone, pretrained=True, num_classes=num_classes, drop_rate=dropout)
