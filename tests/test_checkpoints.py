@@ -186,3 +186,26 @@ def test_gallery_shows_the_refusal_and_serves_the_other_arm(sweep):
     page = gallery_page(dash, "baseline", "all", "all", 1)
     assert "test images of arm `baseline` match" in page[0].object
     assert len(page[1]) > 0  # the cards
+
+
+@pytest.mark.slow
+def test_predict_tab_in_a_browser_refuses_the_crafted_arm_and_predicts_with_the_other(sweep, demo_root, tmp_path):
+    from tests import test_dashboard_browser as browser  # skips this test without playwright
+
+    if not browser.CHROMIUM.is_file():
+        pytest.skip(f"{browser.CHROMIUM} not installed: run scripts/install_browser")
+    with browser.serving(sweep.parent, tmp_path / "serve.log") as url, \
+            browser.browsing(url, tmp_path / "chromium-profile") as page:
+        browser.open_tab(page, "Predict")
+        page.locator(".predict-arm select").select_option("hostile")
+        page.locator(".upload input[type=file]").set_input_files(next(demo_root.rglob("*.jpg")))
+        refusal = page.get_by_text("Cannot load arm hostile")
+        refusal.wait_for()
+        assert "may not be trusted" in refusal.inner_text()
+        assert page.locator(".gradcam img").count() == 0
+
+        page.locator(".predict-arm select").select_option("baseline")
+        page.locator(".gradcam img").wait_for()
+        refusal.wait_for(state="hidden")
+        assert page.locator(".probabilities .tabulator-row").count() == 7
+    assert not (sweep.parent / "code-ran").exists()

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,17 +37,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(smoke_sweep, tmp_path_factory):
-    """`panel serve dashboards/app.py` on 127.0.0.1 over the smoke sweep's results root."""
+@contextmanager
+def serving(results_root: Path, log: Path) -> Iterator[str]:
+    """`panel serve dashboards/app.py` on 127.0.0.1 over `results_root`; yields the app's URL."""
     port = free_port()
-    log = tmp_path_factory.mktemp("panel") / "serve.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny smoke models: one thread is faster
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "panel", "serve", "dashboards/app.py", "--address", "127.0.0.1",
              "--port", str(port), "--allow-websocket-origin", f"127.0.0.1:{port}",
-             "--args", "--results", str(smoke_sweep.parent), "--refresh", "2"],
+             "--args", "--results", str(results_root), "--refresh", "2"],
             cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/app"
     try:
@@ -70,19 +71,32 @@ def server(smoke_sweep, tmp_path_factory):
             proc.wait()
 
 
+@contextmanager
+def browsing(url: str, profile: Path) -> Iterator:
+    """A chromium page (Playwright) open on `url`."""
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=str(CHROMIUM), headless=True,
+            args=LAUNCH_ARGS, viewport={"width": 1500, "height": 1100})
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(url, timeout=START_TIMEOUT_S * 1000)
+        yield page
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def server(smoke_sweep, tmp_path_factory):
+    with serving(smoke_sweep.parent, tmp_path_factory.mktemp("panel") / "serve.log") as url:
+        yield url
+
+
 @pytest.fixture(scope="module")
 def page(server, tmp_path_factory):
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     ARTIFACTS.mkdir(parents=True)
-    with sync_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM), headless=True,
-            args=LAUNCH_ARGS, viewport={"width": 1500, "height": 1100})
-        page = context.new_page()
-        page.set_default_timeout(60_000)
-        page.goto(server, timeout=START_TIMEOUT_S * 1000)
+    with browsing(server, tmp_path_factory.mktemp("chromium-profile")) as page:
         yield page
-        context.close()
 
 
 def lesion_image(demo_root: Path) -> Path:

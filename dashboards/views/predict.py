@@ -36,7 +36,7 @@ def probabilities(probs, calibrated_probs=None, temperature: float | None = None
 
 
 def predict_view(dash: Dashboard) -> pn.Column:
-    arm = pn.widgets.Select(name="Arm", options=[], width=240)
+    arm = pn.widgets.Select(name="Arm", options=[], width=240, css_classes=["predict-arm"])
     upload = pn.widgets.FileDropper(name="Image", max_file_size=f"{MAX_UPLOAD_MB}MB", multiple=False,
                                     previews=[], width=420, css_classes=["upload"])
     cam_class = pn.widgets.Select(name="Grad-CAM for", options=["predicted class", *CLASSES], width=200)
