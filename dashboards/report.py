@@ -57,7 +57,8 @@ from dashboards.tables import (
 SYNTHETIC_BANNER = ("> **SYNTHETIC demo data.** This sweep ran on the built-in synthetic dataset, not HAM10000. "
                     "No figure in this report is a HAM10000 result or says anything about skin lesions.")
 UNKNOWN_BANNER = "> **Data origin unknown**: neither sweep.json nor any arm says whether the data was synthetic."
-INFO_KEYS = ("profile", "status", "data_root", "data_fingerprint", "split_seed", "git_commit", "started", "finished")
+INFO_KEYS = ("profile", "status", "label", "card", "runner", "data_root", "data_fingerprint", "split_seed", "git_commit",
+             "started", "ended", "finished")
 
 
 REFERENCE_ARM = "baseline"  # Table 8 compares every arm with this one

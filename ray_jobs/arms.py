@@ -1,7 +1,7 @@
 """The sweep's arms: one per ablation config file, and the step each may need first.
 
 An arm exists because `ablations/configs/<arm>.yaml` exists: adding a config adds an arm to the
-default sweep, unless it is listed in BEYOND_THE_STUDY (those run only when named).
+default sweep, unless ablations/arms.py lists it as beyond the study (those run only when named).
 An arm that needs something made before it trains registers a pre-step in PRE_STEPS:
 baseline_synth's cVAE. The trial runs it as a Ray task on one worker's resources, before
 its Train run, so that the DDP ranks find the result in the cache instead of each making it.
@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from ablations.arms import CONFIG_DIR, available, study_arms
 from core.config import ConfigError, RunConfig, load_config
 from core.cvae.store import ensure_cvae
 from ray_jobs import storage
-
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "ablations" / "configs"
 
 PreStep = Callable[[RunConfig, str], None]  # (the trial's resolved config, data root)
 
@@ -27,16 +26,6 @@ def train_cvae(cfg: RunConfig, data_root: str) -> None:
 
 
 PRE_STEPS: dict[str, PreStep] = {"baseline_synth": train_cvae}
-BEYOND_THE_STUDY = ("best_single",)  # configs that are not the source study's arms: `--arms best_single`
-
-
-def available(config_dir: Path = CONFIG_DIR) -> list[str]:
-    return sorted(p.stem for p in config_dir.glob("*.yaml"))
-
-
-def study_arms(config_dir: Path = CONFIG_DIR) -> list[str]:
-    """The default sweep: every config but those beyond the study."""
-    return [name for name in available(config_dir) if name not in BEYOND_THE_STUDY]
 
 
 def load_arms(names: list[str] | None, profile: str, overrides: dict,

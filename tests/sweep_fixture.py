@@ -28,7 +28,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "ablations" / "configs"
 
 
 def arm_names() -> list[str]:
-    from ray_jobs.arms import study_arms
+    from ablations.arms import study_arms
 
     return study_arms(CONFIGS)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ray_jobs.arms import study_arms
+from ablations.arms import study_arms
 from ray_jobs.faults import KILL_AT_EPOCH, KILL_MARKER
 
 pytestmark = pytest.mark.slow
