@@ -53,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=50, help="at most this many images")
     args = parser.parse_args(argv)
 
-    trained = load_run(args.run)
+    try:
+        trained = load_run(args.run)
+    except (FileNotFoundError, ValueError) as e:  # no best.pt, or one refused (UntrustedCheckpoint)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     cases = select_cases(pd.read_csv(args.run / "predictions_test.csv", dtype={"image_id": str}),
                          args.dx, args.wrong_only, args.missed_mel).head(args.limit)
     images = load_dataset(args.data_root).images

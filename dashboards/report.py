@@ -276,9 +276,13 @@ def _gradcam(report: Report, metrics: dict[str, dict | None], examples: int) -> 
         if arm_metrics is None or predictions is None or not (arm_dir / "best.pt").is_file():
             continue
         rows = report_examples(outcome_table(predictions), examples)
-        shown = [{**cam_images(arm_dir, sweep.data_root, row.image_id),
-                  "caption": f"{row.image_id}\ntrue {row.dx}, predicted {row.predicted}, P(mel) {row.p_mel:.2f}"}
-                 for row in rows.itertuples()]
+        try:
+            shown = [{**cam_images(arm_dir, sweep.data_root, row.image_id),
+                      "caption": f"{row.image_id}\ntrue {row.dx}, predicted {row.predicted}, P(mel) {row.p_mel:.2f}"}
+                     for row in rows.itertuples()]
+        except (FileNotFoundError, ValueError) as e:  # a missing image, or a checkpoint refused (UntrustedCheckpoint)
+            report.add(f"{arm}: no Grad-CAM examples: {e}")
+            continue
         report.figure(figures.gradcam_figure(shown, report.title(f"{arm}: Grad-CAM on test images")),
                       f"gradcam_{arm}.png", f"{arm} Grad-CAM examples")
 

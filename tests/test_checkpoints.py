@@ -18,10 +18,12 @@ from core.checkpoints import UntrustedCheckpoint, load_checkpoint
 from core.cvae import load_cvae
 from core.data.dataset import load_dataset
 from core.evaluate import main as evaluate_cli
+from core.explain import main as explain_cli
 from core.external import METRICS_FILE as EXTERNAL_METRICS_FILE
 from core.predict import load_run, main as predict_cli
 from core.results import summary_row, write_summary
 from core.train import main as train_cli
+from dashboards.report import main as report_cli
 from dashboards.state import Dashboard
 from dashboards.views.gallery import gallery_page
 from dashboards.views.predict import predict_view
@@ -159,6 +161,22 @@ def test_cvae_loader_refuses_a_crafted_file(tmp_path, marker):
     with pytest.raises(UntrustedCheckpoint) as refused:
         load_cvae(path)
     assert_refused(str(refused.value), path, marker)
+
+
+def test_explain_refuses_a_crafted_best_pt(sweep, demo_root, tmp_path, capsys):
+    assert explain_cli(["--run", str(sweep / "hostile"), "--data-root", str(demo_root),
+                        "--out", str(tmp_path / "cams")]) == 2
+    assert_refused(capsys.readouterr().err, sweep / "hostile" / "best.pt", sweep.parent / "code-ran")
+    assert not (tmp_path / "cams").exists()
+
+
+def test_the_report_notes_the_refusal_and_shows_the_other_arm(sweep, tmp_path):
+    assert report_cli(["--results", str(sweep), "--out", str(tmp_path / "report"), "--gradcam-examples", "2"]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "hostile: no Grad-CAM examples: " in text
+    assert_refused(text, sweep / "hostile" / "best.pt", sweep.parent / "code-ran")
+    assert (tmp_path / "report" / "figures" / "gradcam_baseline.png").is_file()
+    assert not (tmp_path / "report" / "figures" / "gradcam_hostile.png").exists()
 
 
 def test_predict_tab_shows_the_refusal_and_serves_the_other_arm(sweep, demo_root):
