@@ -53,7 +53,7 @@ sys.path.insert(0, str(REPO))
 
 from ablations.arms import CONFIG_DIR, study_arms  # noqa: E402
 from core import io  # noqa: E402
-from core.config import load_config  # noqa: E402
+from core.config import load_config, parse_overrides  # noqa: E402
 from core.results import summary_row, write_summary  # noqa: E402
 
 LITE = {"efficientnet_b0": "tf_efficientnet_lite0", "efficientnet_b2": "tf_efficientnet_lite2"}
@@ -97,10 +97,13 @@ def arm_overrides(arm: str, carry: Path, cache_dir: Path, splits_file: Path) -> 
             "num_workers=0", f"cache_dir={cache_dir}", f"splits_file={splits_file}"]
 
 
-def prepare_data_once(arms: list[str], profile: str, data_root: Path, cache_dir: Path, results: Path) -> dict:
-    """Check the dataset, split it (seed 0) and build each image side's cache before any arm starts."""
+def prepare_data_once(arms: list[str], profile: str, extra: list[str], data_root: Path, cache_dir: Path,
+                      results: Path) -> dict:
+    """Check the dataset, split it (seed 0), build each image side's cache and baseline_synth's cVAE
+    before any arm starts (the Ray sweep's build_caches and pre-step do the same)."""
     import dataclasses
 
+    from core.cvae.store import ensure_cvae
     from core.data.check import cached_check, usable_metadata
     from core.data.dataset import load_dataset
     from core.data.split import lesion_split
@@ -110,10 +113,14 @@ def prepare_data_once(arms: list[str], profile: str, data_root: Path, cache_dir:
     ds = load_dataset(data_root)
     report = cached_check(ds, cache_dir)
     splits_file = io.write_csv(results / "splits.csv", lesion_split(usable_metadata(ds, report, False), seed=0))
-    configs = [load_config(CONFIG_DIR / f"{arm}.yaml", profile, {"cache_dir": str(cache_dir)}) for arm in arms]
+    overrides = {**parse_overrides(extra), "cache_dir": str(cache_dir)}
+    configs = [load_config(CONFIG_DIR / f"{arm}.yaml", profile, overrides) for arm in arms]
     for cfg in {stored_side(c.image_size, c.random_resized_crop): c for c in configs}.values():
         prepare_data(dataclasses.replace(cfg, splits_file=str(splits_file), synthetic="none"), data_root,
                      IMAGENET_MEAN, IMAGENET_STD)
+    for cfg in configs:
+        if cfg.synthetic != "none":
+            ensure_cvae(cfg, ds, splits_file)
     return {"data_fingerprint": ds.fingerprint(), "synthetic_data": ds.synthetic, "splits_file": splits_file}
 
 
@@ -128,14 +135,14 @@ def launch(arm: str, profile: str, data_root: Path, results: Path, overrides: li
 
 def run_arms(arms: list[str], args, results: Path, splits_file: Path) -> dict[str, dict]:
     """Train the arms, `args.at_once` at a time; an arm still running at the budget is stopped."""
-    cache_dir = args.work / "cache"
+    cache_dir = args.cache_dir or args.work / "cache"
     threads = max(1, (os.cpu_count() or 2) // min(args.at_once, len(arms)))
     waiting, running, done = list(arms), {}, {}
     deadline = time.monotonic() + args.budget_s
     while waiting or running:
         while waiting and len(running) < args.at_once:
             arm = waiting.pop(0)
-            overrides = arm_overrides(arm, args.carry, cache_dir, splits_file)
+            overrides = arm_overrides(arm, args.carry, cache_dir, splits_file) + args.set
             running[arm] = (*launch(arm, args.profile, args.data_root, results, overrides, threads), time.monotonic())
         for arm, (process, log, started) in list(running.items()):
             out_of_time = time.monotonic() > deadline
@@ -179,16 +186,20 @@ def run(args) -> None:
     results.mkdir(parents=True)
     arms = args.arms or study_arms()
     started, start = now(), time.monotonic()
-    facts = prepare_data_once(arms, args.profile, args.data_root, args.work / "cache", results)
+    facts = prepare_data_once(arms, args.profile, args.set, args.data_root, args.cache_dir or args.work / "cache",
+                              results)
     print(f"{card()}; {label(facts['synthetic_data'])}")
     print(f"data checked, split and cached in {time.monotonic() - start:.0f} s")
+    training = time.monotonic()
     done = run_arms(arms, args, results, facts.pop("splits_file"))
+    training = time.monotonic() - training
     write_summary(results, [summary_row(arm, results / arm, done[arm]["status"], done[arm]["wall_seconds"])
                             for arm in arms])
     io.write_json(results / "sweep.json", {
         "name": SWEEP, "profile": args.profile, "data_root": str(args.data_root), **facts, "split_seed": 0,
         "arms": arms, "runner": f"benchmarks/gpu_study.py, {min(args.at_once, len(arms))} core processes at once",
-        "label": label(facts["synthetic_data"]), "card": card(), "wall_seconds": round(time.monotonic() - start, 1), "arm_runs": done,
+        "label": label(facts["synthetic_data"]), "card": card(), "wall_seconds": round(time.monotonic() - start, 1),
+        "training_wall_seconds": round(training, 1), "arm_runs": done,
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__},
         "started": started, "ended": now(),
         "status": "finished" if all(d["status"] == "finished" for d in done.values()) else "failed"})
@@ -222,11 +233,13 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--carry", type=Path, default=REPO / "carry")
     r.add_argument("--data-root", type=Path, help="default CARRY/ham10000")
     r.add_argument("--out", type=Path, required=True, help="where study.tar.gz goes")
-    r.add_argument("--work", type=Path, default=Path("/tmp/gpu_study"), help="run folders and image caches")
+    r.add_argument("--work", type=Path, default=Path("/tmp/gpu_study"), help="run folders (and caches)")
+    r.add_argument("--cache-dir", type=Path, help="image caches and the cVAE (default WORK/cache)")
     r.add_argument("--profile", default="full", help="full (the study), or smoke for a CPU test")
     r.add_argument("--arms", nargs="+", help="default: the eight study arms")
     r.add_argument("--at-once", type=int, default=8, help="arms trained at the same time")
     r.add_argument("--budget-s", type=float, default=540.0, help="arms still running then are stopped")
+    r.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more config overrides for every arm")
     b = steps.add_parser("report", help="the report of a study.tar.gz")
     b.add_argument("--archive", type=Path, required=True)
     b.add_argument("--data-root", type=Path, help="the dataset on this machine, for the report's data section")

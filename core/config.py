@@ -36,6 +36,7 @@ class RunConfig:
     random_resized_crop: bool = False  # else a plain resize
     split_seed: int = 0
     splits_file: str | None = None  # a saved split (the sweep shares one); else made from split_seed
+    duplicates_file: str | None = None  # `python -m core.data duplicates` CSV: each pair kept in one split
     skip_bad_images: bool = False  # drop rows `check` reports as errors, listed in excluded.csv
     cache: bool = True  # decode + resize once into a shared memmap
     cache_dir: str | None = None  # default ~/.cache/dermablate or $DERMABLATE_CACHE

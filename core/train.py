@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from core import devices, io
 from core.calibration import nll
+from core.checkpoints import UntrustedCheckpoint, load_checkpoint
 from core.config import ConfigError, RunConfig, load_config
 from core.cvae import SyntheticImages, add_synthetic
 from core.data.cache import DecodedImages, build_cache
@@ -78,7 +79,7 @@ def prepare_data(cfg: RunConfig, data_root: str | Path, mean, std) -> Data:
     if cfg.splits_file:
         splits = attach_split(meta, pd.read_csv(cfg.splits_file, dtype=str))[["image_id", "lesion_id", "dx", "split"]]
     else:
-        splits = lesion_split(meta, seed=cfg.split_seed)
+        splits = lesion_split(meta, seed=cfg.split_seed, duplicates=cfg.duplicates_file)
     side = stored_side(cfg.image_size, cfg.random_resized_crop)
     transforms = {
         "train": train_transform(cfg.image_size, cfg.random_resized_crop, mean, std, cfg.auto_augment),
@@ -139,19 +140,41 @@ def make_loaders(cfg: RunConfig, data: Data, device: torch.device) -> tuple:
 # --------------------------------------------------------------------------- one epoch
 
 
+class WaitClock:
+    """Wraps a loop's iterable and adds up the time the loop blocks waiting for the next item."""
+
+    def __init__(self, iterable):
+        self.iterable, self.seconds = iterable, 0.0
+
+    def __iter__(self):
+        items = iter(self.iterable)
+        while True:
+            start = time.perf_counter()
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+            self.seconds += time.perf_counter() - start
+            yield item
+
+
 def train_one_epoch(model, loader, criterion, optimizer, scheduler, scaler, device, amp_dtype, memory_format,
                     grad_clip, desc: str, mixup: Mixup | None = None,
-                    after_step: Callable[[], None] | None = None) -> tuple[float, float]:
-    """One pass over the training loader; returns (mean loss, images per second).
+                    after_step: Callable[[], None] | None = None) -> tuple[float, float, float]:
+    """One pass over the training loader; returns (mean loss, images per second, data wait).
 
-    `mixup` turns each batch's labels into mixed target distributions; `after_step` runs
-    after every optimizer step (the EMA update).
+    The data wait is the share of the epoch's wall time spent blocked on the loader. (On
+    the device path the augmentation runs on the GPU's queue instead: it shows as images/s
+    below the ceiling of benchmarks/gpu_train.py, not as wait.) `mixup` turns each batch's
+    labels into mixed target distributions; `after_step` runs after every optimizer step
+    (the EMA update).
     """
     model.train()
     # The loss sum stays on the device: reading it every step would sync CUDA every step.
     total_loss, seen, start = torch.zeros((), device=device, dtype=torch.float64), 0, time.perf_counter()
     progress = tqdm(loader, desc=desc, leave=False, disable=rank_and_world()[0] != 0 or None)
-    for step, (images, labels, _) in enumerate(progress):
+    clock = WaitClock(progress)
+    for step, (images, labels, _) in enumerate(clock):
         images = images.to(device, non_blocking=True, memory_format=memory_format)
         labels = targets = labels.to(device, non_blocking=True)
         if mixup is not None and len(labels) % 2 == 0:  # an odd last batch (no drop_last) trains unmixed
@@ -177,7 +200,7 @@ def train_one_epoch(model, loader, criterion, optimizer, scheduler, scaler, devi
         totals = stats[:2].to(device)  # NCCL reduces device tensors only
         dist.all_reduce(totals)  # seconds stay rank-local: ranks run in parallel
         stats[:2] = totals.cpu()
-    return float(stats[0] / stats[1]), float(stats[1] / stats[2])
+    return float(stats[0] / stats[1]), float(stats[1] / stats[2]), clock.seconds / float(stats[2])
 
 
 def dihedral_views(images: torch.Tensor) -> list[torch.Tensor]:
@@ -291,7 +314,7 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
         np.random.seed((cfg.seed * 1_000_003 + epoch) % 2**32)  # timm's Mixup draws from numpy
         train_loader.sampler.set_epoch(epoch)
         start = time.perf_counter()
-        train_loss, images_per_s = train_one_epoch(runner, train_loader, criterion, optimizer, scheduler, scaler,
+        train_loss, images_per_s, data_wait = train_one_epoch(runner, train_loader, criterion, optimizer, scheduler, scaler,
                                                    device, amp_dtype, memory_format, cfg.grad_clip,
                                                    f"epoch {epoch}/{cfg.epochs}", mixup, after_step)
         val_probs = predict(validated, val_loader, device, amp_dtype, memory_format)
@@ -299,7 +322,7 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
         row = {"epoch": epoch, "train_loss": train_loss, "val_loss": nll(data.val.labels, val_probs),
                "val_acc": val["accuracy"], "val_macro_f1": val["macro_f1"],
                "val_mel_recall": val["per_class"]["mel"]["recall"], "val_balanced_acc": val["balanced_accuracy"],
-               "lr": scheduler.get_last_lr()[0], "train_images_per_s": images_per_s,
+               "lr": scheduler.get_last_lr()[0], "train_images_per_s": images_per_s, "data_wait": data_wait,
                "seconds": time.perf_counter() - start}
         key = selection_key(val, row["val_loss"], cfg.select_on)
         if state["best"] is None or key > tuple(state["best"]["key"]):
@@ -336,7 +359,7 @@ def _epoch_line(row: dict, select_on: str) -> str:
     return (f"epoch {row['epoch']}: train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "
             f"val_acc {row['val_acc']:.4f} val_macro_f1 {row['val_macro_f1']:.4f} "
             f"val_mel_recall {row['val_mel_recall']:.4f} ({row['train_images_per_s']:.1f} img/s, "
-            f"{row['seconds']:.1f}s; selecting on {select_on})")
+            f"{row['data_wait']:.0%} waiting on data, {row['seconds']:.1f}s; selecting on {select_on})")
 
 
 def _write_run_inputs(out: Path, cfg: RunConfig, data: Data) -> None:
@@ -406,10 +429,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, args.profile, overrides)
         resume = None
         if args.resume and (args.out / "last.pt").exists():
-            resume = torch.load(args.out / "last.pt", map_location="cpu", weights_only=False)
+            resume = load_checkpoint(args.out / "last.pt")
             print(f"resuming {args.out} after epoch {resume['epoch']}")
         metrics = fit(cfg, args.data_root, args.out, resume=resume)
-    except (ConfigError, DatasetError) as e:
+    except (ConfigError, DatasetError, UntrustedCheckpoint) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     test = metrics["test"]

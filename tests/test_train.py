@@ -22,7 +22,7 @@ from tests.test_config import ARMS, CONFIGS
 
 CONTRACT = ("config.json", "history.csv", "metrics.json", "predictions_val.csv", "predictions_test.csv",
             "best.pt", "splits.csv", "excluded.csv")
-TIMING = ["seconds", "train_images_per_s"]
+TIMING = ["seconds", "train_images_per_s", "data_wait"]
 
 
 def smoke(arm: str = "baseline", **overrides):
