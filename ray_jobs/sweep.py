@@ -30,10 +30,10 @@ from core.config import RunConfig
 from core.data.check import cached_check, usable_metadata
 from core.data.dataset import load_dataset
 from core.data.metadata import DatasetError
-from core.data.split import lesion_split
+from core.data.split import duplicates_report, lesion_split
 from core.data.transforms import IMAGENET_MEAN, IMAGENET_STD, stored_side
 from core.train import prepare_data
-from ray_jobs import storage
+from ray_jobs import permanent, storage
 from ray_jobs.arms import PRE_STEPS
 from ray_jobs.resources import TRIAL_RESOURCES, Resources
 from ray_jobs.scheduler import make_scheduler
@@ -101,9 +101,14 @@ def check_data(sweep: Sweep, run_configs: dict[str, RunConfig], record: dict | N
     cfg = next(iter(run_configs.values()))
     ds = load_dataset(sweep.data_root)
     report = cached_check(ds, cfg.cache_dir)
-    splits = lesion_split(usable_metadata(ds, report, cfg.skip_bad_images), seed=sweep.split_seed)
+    meta = usable_metadata(ds, report, cfg.skip_bad_images)
+    splits = lesion_split(meta, seed=sweep.split_seed, duplicates=cfg.duplicates_file)
     facts = {"data_fingerprint": ds.fingerprint(), "synthetic_data": ds.synthetic,
-             "excluded_images": len(report.excluded()), "split_sizes": splits["split"].value_counts().to_dict()}
+             "excluded_images": len(report.excluded()), "split_sizes": splits["split"].value_counts().to_dict(),
+             "duplicates": None}
+    if cfg.duplicates_file:  # the links the pairs added, and the crossings they avoided
+        facts["duplicates"] = {"file": cfg.duplicates_file,
+                               **duplicates_report(meta, cfg.duplicates_file, splits, sweep.split_seed)}
     if record and record["data_fingerprint"] != facts["data_fingerprint"]:
         raise DatasetError(f"{sweep.data_root} changed since the sweep started (fingerprint "
                            f"{record['data_fingerprint']}, now {facts['data_fingerprint']}); start a new sweep")
@@ -147,6 +152,7 @@ def start(sweep: Sweep, run_configs: dict[str, RunConfig], facts: dict, splits: 
         "settings": sweep.to_dict(),
     }
     record.update(status="running", ended=None)
+    permanent.clear_records(sweep.results, sweep.arms)  # its cause may be fixed since the last start
     record["runs"].append({"started": now(), "ray_address": ray.get_runtime_context().gcs_address})
     storage.write_json(storage.join(sweep.results, SWEEP_FILE), record)
     return record

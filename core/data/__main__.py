@@ -1,9 +1,11 @@
-"""`python -m core.data {demo,check,split,stats,cache,download}`: the data layer's command line."""
+"""`python -m core.data {demo,check,split,stats,cache,duplicates,download}`: the data layer's command line."""
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
+import time
 from pathlib import Path
 
 from core.data import download
@@ -13,7 +15,7 @@ from core.data.dataset import load_dataset
 from core.data.demo import make_demo_dataset
 from core.data.images import ImageError, load_rgb
 from core.data.metadata import DatasetError, read_metadata
-from core.data.split import lesion_split, split_summary
+from core.data.split import duplicates_report, lesion_split, split_summary
 from core.data.stats import write_stats
 from core.io import write_csv
 
@@ -25,7 +27,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    report = check_dataset(load_dataset(args.data_root, args.metadata), decode=not args.no_decode)
+    report = check_dataset(load_dataset(args.data_root, args.metadata), decode=not args.no_decode,
+                           duplicates=args.duplicates)
     print(json.dumps(report.summary, indent=2))
     for problem in report.problems:
         print(problem)
@@ -41,9 +44,14 @@ def cmd_split(args: argparse.Namespace) -> int:
         meta = load_dataset(args.data_root).metadata
     else:
         raise DatasetError("split needs --data-root DIR or --metadata CSV")
-    frame = lesion_split(meta, seed=args.seed)
+    frame = lesion_split(meta, seed=args.seed, duplicates=args.duplicates)
     write_csv(args.out, frame)
     print(split_summary(frame).assign(total=lambda t: t.sum(axis=1)).to_string())
+    if args.duplicates:
+        report = duplicates_report(meta, args.duplicates, frame, seed=args.seed)
+        print(f"duplicates: {report['pairs']} pair(s) in this dataset, {report['links_applied']} extra link(s) "
+              f"applied; {report['crossing_without']} pair(s) would otherwise have crossed splits, "
+              f"{report['crossing_with']} do now")
     print(f"wrote {args.out}")
     return 0
 
@@ -68,6 +76,29 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    from core.data import duplicates  # loads torch and the model: only this command needs them
+
+    threshold = duplicates.DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    side = args.side or duplicates.DEFAULT_SIDE
+    start = time.perf_counter()
+    ds = duplicates.load_images(args.data_root, args.metadata)
+    against = duplicates.load_images(args.against) if args.against else None
+    pairs = duplicates.find_duplicates(ds, against, threshold, side, args.cache_dir)
+    write_csv(args.out, pairs)
+    sheet = args.sheet or args.out.with_name(f"{args.out.stem}_review.png")
+    duplicates.write_review_sheet(pairs, ds, against, sheet, top=args.top)
+    seconds = time.perf_counter() - start
+    peak = {who: resource.getrusage(who).ru_maxrss / 1024 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)}
+    images = len(ds.metadata) + (len(against.metadata) if against else 0)
+    kind = f"across {args.data_root} and {args.against}" if against else "under different lesion_ids"
+    print(f"{len(pairs)} pair(s) {kind} at similarity >= {threshold}")
+    print(f"{images} images in {seconds:.0f} s; peak memory {peak[resource.RUSAGE_SELF]:.0f} MiB "
+          f"(loader worker {peak[resource.RUSAGE_CHILDREN]:.0f} MiB)")
+    print(f"wrote {args.out} and the review sheet {sheet}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core.data", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -86,11 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_root(sub.add_parser("check", help="validate a dataset; exit 1 on any error"))
     p.add_argument("--no-decode", action="store_true", help="skip decoding every image (faster)")
+    p.add_argument("--duplicates", type=Path, help="duplicates CSV: warn about its pairs under different lesion_ids")
     p.set_defaults(run=cmd_check)
 
     p = with_root(sub.add_parser("split", help="lesion-wise stratified train/val/test split"), required=False)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--duplicates", type=Path, help="duplicates CSV: keep each listed pair in one split")
     p.set_defaults(run=cmd_split)
 
     p = with_root(sub.add_parser("stats", help="class and metadata figures, sample strip, stats.json"))
@@ -101,6 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--side", type=int, default=224)
     p.add_argument("--cache-dir", type=Path)
     p.set_defaults(run=cmd_cache)
+
+    p = with_root(sub.add_parser("duplicates", help="near-duplicate images under different lesion_ids"))
+    p.add_argument("--against", type=Path, help="a second dataset folder: pairs across the two instead")
+    p.add_argument("--out", type=Path, default=Path("duplicates.csv"))
+    p.add_argument("--sheet", type=Path, help="review sheet PNG (default: beside --out, *_review.png)")
+    p.add_argument("--threshold", type=float, help="cosine similarity to flag (default: the one measured on "
+                                                    "HAM10000, core.data.duplicates.DEFAULT_THRESHOLD)")
+    p.add_argument("--side", type=int, help="input side of the embedding model (default: DEFAULT_SIDE there)")
+    p.add_argument("--top", type=int, default=24, help="pairs on the review sheet")
+    p.add_argument("--cache-dir", type=Path)
+    p.set_defaults(run=cmd_duplicates)
 
     p = sub.add_parser("download", help="HAM10000 and the ISIC 2018 Task 3 test set from the Harvard Dataverse")
     download.add_arguments(p)

@@ -11,6 +11,7 @@ from core.data.cache import default_cache_dir
 from core.data.dataset import Ham10000
 from core.data.images import ImageError, ImageRef, load_rgb
 from core.data.metadata import DatasetError
+from core.data.pairs import SHOWN, as_pairs, pairs_in
 from core.data.parallel import parallel_map
 from core.io import write_json
 from core.labels import CLASSES
@@ -47,8 +48,13 @@ class CheckReport:
         return pd.DataFrame(rows, columns=["image_id", "reason"]).drop_duplicates("image_id")
 
 
-def check_dataset(ds: Ham10000, decode: bool = True) -> CheckReport:
-    """Check the metadata rows, then that each image exists and (with `decode`) decodes."""
+def check_dataset(ds: Ham10000, decode: bool = True,
+                  duplicates: pd.DataFrame | str | Path | None = None) -> CheckReport:
+    """Check the metadata rows, then that each image exists and (with `decode`) decodes.
+
+    With `duplicates` (pairs, or the CSV `python -m core.data duplicates` writes), its pairs
+    under two lesion_ids are reported as a warning.
+    """
     meta = ds.metadata
     src = ds.metadata_path.name
     problems: list[Problem] = []
@@ -87,6 +93,9 @@ def check_dataset(ds: Ham10000, decode: bool = True) -> CheckReport:
                 problems.append(Problem("error", str(ds.images[image_id]), error, "restore the file from the "
                                         "original download, or exclude it with --skip-bad-images", image_id))
 
+    if duplicates is not None:
+        problems += _duplicate_warnings(meta, duplicates)
+
     summary = {
         "root": str(ds.root),
         "metadata": str(ds.metadata_path),
@@ -98,6 +107,20 @@ def check_dataset(ds: Ham10000, decode: bool = True) -> CheckReport:
         "synthetic": ds.synthetic,
     }
     return CheckReport(summary, problems)
+
+
+def _duplicate_warnings(meta: pd.DataFrame, duplicates: pd.DataFrame | str | Path) -> list[Problem]:
+    pairs = pairs_in(meta, as_pairs(duplicates))
+    cross = pairs[pairs["lesion_id_a"] != pairs["lesion_id_b"]]
+    if cross.empty:
+        return []
+    shown = "; ".join(f"{p.image_id_a} ({p.lesion_id_a}) ~ {p.image_id_b} ({p.lesion_id_b})"
+                      for p in cross.head(SHOWN).itertuples())
+    where = str(duplicates) if not isinstance(duplicates, pd.DataFrame) else "duplicate pairs"
+    return [Problem("warning", where,
+                    f"{len(cross)} near-duplicate image pair(s) under different lesion_ids (e.g. {shown})",
+                    "set duplicates_file (or split --duplicates) so the split keeps each pair together; "
+                    "or give each pair one lesion_id once its review-sheet entry is confirmed")]
 
 
 def cached_check(ds: Ham10000, cache_dir: str | Path | None = None) -> CheckReport:
