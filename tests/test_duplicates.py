@@ -231,3 +231,17 @@ def test_sweep_records_the_links_and_the_crossings_avoided(planted, planted_pair
     assert facts["duplicates"] == {"file": str(planted_pairs), **duplicates_report(meta, planted_pairs, splits, 2)}
     assert facts["duplicates"]["links_applied"] == len(copies) and facts["duplicates"]["crossing_with"] == 0
     assert check_data(sweep, {"baseline": RunConfig()}, None)[0]["duplicates"] is None
+
+
+def test_training_with_a_duplicates_file_leaves_no_listed_pair_across_splits(planted, planted_pairs, tmp_path):
+    from core.config import RunConfig
+    from core.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from core.train import prepare_data
+
+    root, copies = planted
+    meta = load_dataset(root).metadata
+    seed = next(s for s in range(10) if crossing_pairs(lesion_split(meta, seed=s), read_pairs(planted_pairs)))
+    cfg = RunConfig(duplicates_file=str(planted_pairs), split_seed=seed, cache=False, image_size=32,
+                    cache_dir=str(tmp_path))
+    data = prepare_data(cfg, root, IMAGENET_MEAN, IMAGENET_STD)
+    assert crossing_pairs(data.splits, read_pairs(planted_pairs)) == 0
