@@ -13,11 +13,7 @@ from typing import Any
 
 import yaml
 
-from core.cvae import RESOLUTIONS as CVAE_RESOLUTIONS
-from core.cvae import SYNTHETIC_MODES
-from core.losses import LOSS_KINDS, WEIGHTINGS
-from core.metrics import SELECTION_METRICS
-from core.model import PRETRAINED_CHOICES, check_backbone
+from core import choices
 
 
 class ConfigError(ValueError):
@@ -87,14 +83,14 @@ class RunConfig:
 
 
 CHOICES = {
-    "pretrained": PRETRAINED_CHOICES,
-    "loss": LOSS_KINDS,
-    "weighting": WEIGHTINGS,
-    "select_on": tuple(SELECTION_METRICS),
-    "synthetic": SYNTHETIC_MODES,
-    "cvae_resolution": CVAE_RESOLUTIONS,
-    "augment": ("auto", "cpu", "device"),
-    "auto_augment": ("none", "trivial", "randaugment"),
+    "pretrained": choices.PRETRAINED,
+    "loss": choices.LOSS_KINDS,
+    "weighting": choices.WEIGHTINGS,
+    "select_on": choices.SELECTION_METRICS,
+    "synthetic": choices.SYNTHETIC_MODES,
+    "cvae_resolution": choices.CVAE_RESOLUTIONS,
+    "augment": choices.AUGMENT,
+    "auto_augment": choices.AUTO_AUGMENT,
 }
 POSITIVE = ("image_size", "epochs", "batch_size", "lr", "synthetic_target", "cvae_epochs", "cvae_latent",
             "cvae_beta", "bootstrap_replicates")
@@ -167,6 +163,8 @@ def _check_values(config: RunConfig, source: str) -> None:
     for key in FRACTIONS:
         if getattr(config, key) > 1:
             raise ConfigError(f"{source}: {key} is a fraction, at most 1; got {getattr(config, key)}")
+    from core.model import check_backbone  # timm, and so torch, only when a config is validated
+
     try:
         check_backbone(config.backbone)
     except ValueError as e:

@@ -6,16 +6,20 @@ training images gets weight 0: it never occurs as a target, and any positive wei
 would only distort the normalisation of the others.
 """
 
+from __future__ import annotations
+
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.choices import LOSS_KINDS, WEIGHTINGS
 from core.labels import MEL, NUM_CLASSES
 
-LOSS_KINDS = ("ce", "focal")
-WEIGHTINGS = ("none", "inverse_freq", "class_balanced")
+if TYPE_CHECKING:
+    from core.config import RunConfig
 
 
 def class_weights(counts: Sequence[int], mel_multiplier: float = 1.0) -> torch.Tensor:
@@ -85,38 +89,30 @@ class FocalLoss(nn.Module):
         return (q * w * per_class).sum() / (y * w).sum()
 
 
-def build_loss(
-    kind: str,
-    counts: Sequence[int],
-    *,
-    weighting: str = "none",
-    mel_multiplier: float = 1.0,
-    label_smoothing: float = 0.0,
-    focal_gamma: float = 2.0,
-    cb_beta: float = 0.999,
-    soft_targets: bool = False,
-) -> nn.Module:
-    """The training criterion.
+def build_loss(cfg: RunConfig, counts: Sequence[int]) -> nn.Module:
+    """The training criterion of a run config, from the per-class training counts (CLASSES order).
 
-    kind: "ce" (cross-entropy) or "focal". weighting: "none", "inverse_freq"
-    (`class_weights`) or "class_balanced" (`class_balanced_weights`, with `cb_beta`).
-    `counts` are the per-class training counts in CLASSES order. `mel_multiplier` scales
-    the melanoma weight under any weighting ("none" then means ones, melanoma scaled).
-    `soft_targets` (mixup, cutmix) takes (B, C) target distributions, weighted as FocalLoss says.
+    cfg.loss: "ce" (cross-entropy) or "focal" (cfg.focal_gamma). cfg.weighting: "none",
+    "inverse_freq" (`class_weights`) or "class_balanced" (`class_balanced_weights`, cfg.cb_beta).
+    cfg.mel_multiplier scales the melanoma weight under any weighting ("none" then means
+    ones, melanoma scaled). When the config mixes images (mixup, cutmix) the criterion
+    takes (B, C) target distributions, weighted as FocalLoss says.
     """
-    if kind not in LOSS_KINDS:
-        raise ValueError(f"loss kind must be one of {LOSS_KINDS}; got {kind!r}")
-    if weighting == "inverse_freq":
-        weight = class_weights(counts, mel_multiplier)
-    elif weighting == "class_balanced":
-        weight = class_balanced_weights(counts, cb_beta, mel_multiplier)
-    elif weighting == "none":
+    if cfg.weighting == "inverse_freq":
+        weight = class_weights(counts, cfg.mel_multiplier)
+    elif cfg.weighting == "class_balanced":
+        weight = class_balanced_weights(counts, cfg.cb_beta, cfg.mel_multiplier)
+    elif cfg.weighting == "none":
         weight = None
-        if mel_multiplier != 1.0:
+        if cfg.mel_multiplier != 1.0:
             weight = torch.ones(NUM_CLASSES)
-            weight[MEL] = mel_multiplier
+            weight[MEL] = cfg.mel_multiplier
     else:
-        raise ValueError(f"weighting must be one of {WEIGHTINGS}; got {weighting!r}")
-    if kind == "ce" and not soft_targets:
-        return nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
-    return FocalLoss(focal_gamma if kind == "focal" else 0.0, weight=weight, label_smoothing=label_smoothing)
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}; got {cfg.weighting!r}")
+    if cfg.loss not in LOSS_KINDS:
+        raise ValueError(f"loss kind must be one of {LOSS_KINDS}; got {cfg.loss!r}")
+    mixes = bool(cfg.mixup_alpha or cfg.cutmix_alpha)
+    if cfg.loss == "ce" and not mixes:
+        return nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+    gamma = cfg.focal_gamma if cfg.loss == "focal" else 0.0
+    return FocalLoss(gamma, weight=weight, label_smoothing=cfg.label_smoothing)

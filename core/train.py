@@ -10,7 +10,6 @@ evaluates its shard; rank 0 alone writes.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -46,6 +45,7 @@ from core.labels import CLASS_INDEX, CLASSES, NUM_CLASSES
 from core.losses import build_loss, class_weights
 from core.metrics import classification_metrics, evaluate_run, predictions_frame, selection_key
 from core.model import build_model
+from core.optim import build_optimizer, build_scheduler
 from core.sampling import DistributedWeightedSampler
 
 EpochHook = Callable[[int, dict, dict], None]  # (epoch, history row, checkpoint state)
@@ -243,16 +243,6 @@ def predict(model, loader, device, amp_dtype, memory_format=torch.contiguous_for
 # --------------------------------------------------------------------------- the run
 
 
-def warmup_cosine(optimizer, warmup_steps: int, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: dict | None = None,
         device: torch.device | None = None, on_epoch_end: EpochHook | None = None) -> dict:
     """Train, select the best epoch, evaluate it on val and test, write the run folder.
@@ -278,14 +268,11 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
               if world > 1 else model)
     if cfg.compile:
         runner = torch.compile(runner)
-    criterion = build_loss(cfg.loss, data.train_counts(), weighting=cfg.weighting, mel_multiplier=cfg.mel_multiplier,
-                           label_smoothing=cfg.label_smoothing, focal_gamma=cfg.focal_gamma,
-                           cb_beta=cfg.cb_beta, soft_targets=bool(cfg.mixup_alpha or cfg.cutmix_alpha)).to(device)
+    criterion = build_loss(cfg, data.train_counts()).to(device)
     mixup = (Mixup(mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.cutmix_alpha, label_smoothing=0.0,
                    num_classes=NUM_CLASSES) if cfg.mixup_alpha or cfg.cutmix_alpha else None)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = len(train_loader)
-    scheduler = warmup_cosine(optimizer, round(cfg.warmup_epochs * steps), cfg.epochs * steps)
+    optimizer = build_optimizer(cfg, model)
+    scheduler = build_scheduler(cfg, optimizer, steps_per_epoch=len(train_loader))
     amp_dtype = devices.amp_dtype(device, cfg.amp)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     # With EMA the averaged weights are the ones validated, selected and saved.

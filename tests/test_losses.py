@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from core.config import ConfigError, from_dict
 from core.labels import MEL, NUM_CLASSES
 from core.losses import FocalLoss, build_loss, class_balanced_weights, class_weights
 
@@ -79,46 +80,52 @@ def test_focal_gradients_are_finite_for_confident_predictions():
     assert torch.isfinite(logits.grad).all()
 
 
+def loss_of(**keys) -> nn.Module:
+    """build_loss of a run config with these keys (the rest default)."""
+    return build_loss(from_dict({"weighting": "none", **keys}), COUNTS)
+
+
 def test_build_loss_cross_entropy_with_weights_and_smoothing():
-    loss = build_loss("ce", COUNTS, weighting="inverse_freq", mel_multiplier=3.0, label_smoothing=0.1)
+    loss = loss_of(loss="ce", weighting="inverse_freq", mel_multiplier=3.0, label_smoothing=0.1)
     assert isinstance(loss, nn.CrossEntropyLoss)
     assert loss.label_smoothing == 0.1
     torch.testing.assert_close(loss.weight, class_weights(COUNTS, mel_multiplier=3.0))
 
 
 def test_build_loss_focal_class_balanced():
-    loss = build_loss("focal", COUNTS, weighting="class_balanced", cb_beta=0.9, focal_gamma=1.5, label_smoothing=0.05)
+    loss = loss_of(loss="focal", weighting="class_balanced", cb_beta=0.9, focal_gamma=1.5, label_smoothing=0.05)
     assert isinstance(loss, FocalLoss)
     assert (loss.gamma, loss.label_smoothing) == (1.5, 0.05)
     torch.testing.assert_close(loss.weight, class_balanced_weights(COUNTS, beta=0.9))
 
 
 def test_build_loss_unweighted_unless_melanoma_is_scaled():
-    assert build_loss("ce", COUNTS).weight is None
-    w = build_loss("ce", COUNTS, mel_multiplier=2.0).weight
+    assert loss_of(loss="ce").weight is None
+    w = loss_of(loss="ce", mel_multiplier=2.0).weight
     assert w[MEL] == 2.0 and w.sum() == NUM_CLASSES + 1
 
 
 def test_focal_weight_is_a_buffer_so_it_moves_with_the_module():
-    assert "weight" in dict(build_loss("focal", COUNTS, weighting="inverse_freq").named_buffers())
+    assert "weight" in dict(loss_of(loss="focal", weighting="inverse_freq").named_buffers())
 
 
-@pytest.mark.parametrize(("kwargs", "names"), [({"kind": "bce"}, "focal"), ({"weighting": "sqrt"}, "class_balanced")])
-def test_build_loss_rejects_unknown_choices_naming_valid_ones(kwargs, names):
-    with pytest.raises(ValueError, match=names):
-        build_loss(**{"kind": "ce", "counts": COUNTS, **kwargs})
+@pytest.mark.parametrize(("keys", "names"), [({"loss": "bce"}, "ce, focal"),
+                                             ({"weighting": "sqrt"}, "none, inverse_freq, class_balanced")])
+def test_unknown_loss_choices_are_refused_naming_valid_ones(keys, names):
+    with pytest.raises(ConfigError, match=names):
+        loss_of(**keys)
 
 
 def test_mixed_targets_weigh_each_class_as_the_hard_label_loss_does():
     counts = [30, 50, 110, 12, 111, 670, 14]
     logits = torch.randn(6, 7, generator=torch.Generator().manual_seed(0))
     labels = torch.tensor([0, 4, 5, 5, 6, 4])
-    hard = build_loss("ce", counts, weighting="inverse_freq", mel_multiplier=2.0, label_smoothing=0.1)
-    soft = build_loss("ce", counts, weighting="inverse_freq", mel_multiplier=2.0, label_smoothing=0.1,
-                      soft_targets=True)
+    keys = {"weighting": "inverse_freq", "mel_multiplier": 2.0, "label_smoothing": 0.1}
+    hard = build_loss(from_dict(keys), counts)
+    soft = build_loss(from_dict({**keys, "mixup_alpha": 0.2}), counts)
     torch.testing.assert_close(soft(logits, torch.nn.functional.one_hot(labels, 7).float()), hard(logits, labels))
     # mixup of a melanoma with a nevus at lam: the pair weighs lam * w_mel + (1 - lam) * w_nv
-    unsmoothed = build_loss("ce", counts, weighting="inverse_freq", mel_multiplier=2.0, soft_targets=True)
+    unsmoothed = build_loss(from_dict({"weighting": "inverse_freq", "mel_multiplier": 2.0, "mixup_alpha": 0.2}), counts)
     w, lam = class_weights(counts, 2.0), 0.3
     target = torch.zeros(1, 7)
     target[0, 4], target[0, 5] = lam, 1 - lam

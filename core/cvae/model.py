@@ -22,9 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.choices import CVAE_RESOLUTIONS as RESOLUTIONS
 from core.labels import NUM_CLASSES
-
-RESOLUTIONS = (32, 64, 96, 128)  # 32 is for tests and the smoke profile
 
 
 @dataclass(frozen=True)

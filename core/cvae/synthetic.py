@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from core import io
+from core.choices import SYNTHETIC_MODES
 from core.cvae.model import generate
 from core.cvae.store import RUN_FILES, ensure_cvae, load_cvae, training_rows
 from core.data.cache import ImageCache
@@ -29,8 +30,6 @@ from core.labels import CLASS_INDEX, CLASSES, NUM_CLASSES
 
 if TYPE_CHECKING:
     from core.config import RunConfig
-
-SYNTHETIC_MODES = ("none", "cvae")
 
 
 def synthetic_plan(train_counts: Sequence[int], target: float) -> list[int]:
