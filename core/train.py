@@ -2,7 +2,7 @@
 
     python -m core.train --config ablations/configs/baseline.yaml --data-root DIR --out RUN_DIR
 
-Writes the results contract of DESIGN.md into RUN_DIR: config.json, history.csv,
+Writes the results contract (docs/results.md) into RUN_DIR: config.json, history.csv,
 metrics.json, predictions_val.csv, predictions_test.csv, best.pt, splits.csv,
 excluded.csv. Under torch.distributed (Ray Train, torchrun) every rank trains and
 evaluates its shard; rank 0 alone writes.
@@ -10,6 +10,7 @@ evaluates its shard; rank 0 alone writes.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -409,7 +410,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def init_torchrun(cfg: RunConfig) -> torch.device | None:
+    """Join the process group torchrun describes in the environment (NCCL on CUDA, else gloo),
+    and return this rank's device; None when not started by torchrun."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    device = devices.resolve_device(cfg.device)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
 def main(argv: list[str] | None = None) -> int:
+    """One process, or one rank under `torchrun --nproc-per-node N -m core.train ...` (rank 0 writes)."""
     args = build_parser().parse_args(argv)
     overrides = list(args.set) + (["skip_bad_images=true"] if args.skip_bad_images else [])
     try:
@@ -418,10 +433,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume and (args.out / "last.pt").exists():
             resume = load_checkpoint(args.out / "last.pt")
             print(f"resuming {args.out} after epoch {resume['epoch']}")
-        metrics = fit(cfg, args.data_root, args.out, resume=resume)
+        device = init_torchrun(cfg)
+        try:
+            metrics = fit(cfg, args.data_root, args.out, resume=resume, device=device)
+        finally:
+            if dist.is_initialized():
+                dist.destroy_process_group()
     except (ConfigError, DatasetError, UntrustedCheckpoint) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if not metrics:  # a rank above 0: rank 0 wrote the run folder and reports it
+        return 0
     test = metrics["test"]
     print(f"{cfg.name}: test acc {test['accuracy']:.4f} macro-F1 {test['macro_f1']:.4f} "
           f"balanced acc {test['balanced_accuracy']:.4f} mel recall {test['per_class']['mel']['recall']:.4f} "

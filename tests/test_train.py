@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -205,3 +208,21 @@ def test_predict_matches_the_run_predictions(demo_root, tmp_path, capsys):
     assert np.allclose(list(calibrated.values()), expected, atol=1e-5)
     assert "not a readable image" in lines[1]["error"]
     assert predict_cli(["--run", str(tmp_path), str(refs[0].path)]) == 2
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_ranks_write_one_run_folder(demo_root, tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "core.train", "--config", str(CONFIGS / "sampler.yaml"), "--data-root", str(demo_root),
+               "--out", str(out), "--profile", "smoke", "--set", "epochs=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=CONFIGS.parents[1], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("sampler: test acc") == 1  # rank 0 reports; rank 1 exits 0 quietly
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2
+    splits = pd.read_csv(out / "splits.csv")
+    test = pd.read_csv(out / "predictions_test.csv")
+    assert sorted(test["image_id"]) == sorted(splits.loc[splits["split"] == "test", "image_id"])  # no padding rows
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
