@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DistributedSampler, WeightedRandomSampler
+from torch.utils.data import DistributedSampler
 
 
 def sample_weights(labels: Sequence[int], class_weights: Sequence[float] | torch.Tensor) -> torch.Tensor:
@@ -18,37 +18,14 @@ def sample_weights(labels: Sequence[int], class_weights: Sequence[float] | torch
     return w[torch.tensor(np.asarray(labels), dtype=torch.long)]  # a copy: labels may be a read-only view
 
 
-def weighted_sampler(
-    labels: Sequence[int],
-    class_weights: Sequence[float] | torch.Tensor,
-    num_samples: int | None = None,
-    seed: int = 0,
-) -> WeightedRandomSampler:
-    """Single-process rebalancing sampler, `num_samples` (default len(labels)) draws per epoch.
-
-    Under DDP use `DistributedWeightedSampler`: Ray's prepare_data_loader replaces any
-    sampler that is not a DistributedSampler with a plain DistributedSampler.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    return WeightedRandomSampler(
-        sample_weights(labels, class_weights),
-        num_samples=len(labels) if num_samples is None else num_samples,
-        replacement=True,
-        generator=generator,
-    )
-
-
 class DistributedWeightedSampler(DistributedSampler):
-    """Rebalancing sampler for DDP: each rank draws ceil(num_samples / num_replicas) indices.
+    """Rebalancing sampler, one process or one DDP rank of many: each rank draws
+    ceil(num_samples / num_replicas) indices.
 
     Every rank samples the whole dataset with replacement from its own generator, seeded
     from (seed, epoch, rank): ranks draw different indices, runs are reproducible, and
-    `set_epoch(epoch)` gives a new draw each epoch, as with DistributedSampler.
-
-    It subclasses DistributedSampler so that Ray's `prepare_data_loader` keeps it rather
-    than swapping in a plain DistributedSampler. Build the DataLoader with it explicitly
-    and call `prepare_data_loader(loader, add_dist_sampler=False)` to make that intent
-    plain.
+    `set_epoch(epoch)` gives a new draw each epoch, as with DistributedSampler (whose
+    validation of rank and world size it reuses).
     """
 
     def __init__(

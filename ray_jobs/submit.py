@@ -35,8 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_paths(args: list[str]) -> None:
-    """The job runs in a temporary copy of the repository: relative result and data paths would vanish."""
+def check_paths(args: list[str]) -> dict[str, str]:
+    """The job runs in a temporary copy of the repository: relative result and data paths would vanish.
+
+    Returns the path options given ({"--results": ..., ...}) once every one is absolute or a URI."""
     given = {}
     for i, arg in enumerate(args):
         name, eq, value = arg.partition("=")
@@ -48,6 +50,7 @@ def check_paths(args: list[str]) -> None:
     for name, value in given.items():
         if "://" not in value and not os.path.isabs(value):
             raise SystemExit(f"error: {name} {value!r} must be absolute (or a URI): the job runs elsewhere")
+    return given
 
 
 def runtime_env(pip: bool) -> dict:

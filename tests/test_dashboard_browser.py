@@ -38,14 +38,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(results_root: Path, log: Path) -> Iterator[str]:
-    """`panel serve dashboards/app.py` on 127.0.0.1 over `results_root`; yields the app's URL."""
+def serving(results_root: Path, log: Path, *serve_options: str) -> Iterator[str]:
+    """`panel serve dashboards/app.py [serve_options]` on 127.0.0.1 over `results_root`; yields the app's URL."""
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny smoke models: one thread is faster
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "panel", "serve", "dashboards/app.py", "--address", "127.0.0.1",
-             "--port", str(port), "--allow-websocket-origin", f"127.0.0.1:{port}",
+             "--port", str(port), "--allow-websocket-origin", f"127.0.0.1:{port}", *serve_options,
              "--args", "--results", str(results_root), "--refresh", "2"],
             cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/app"
@@ -141,10 +141,17 @@ def test_operating_point_table_has_three_rows(page):
 
 def test_gallery_and_dataset_render(page):
     open_tab(page, "Grad-CAM")
-    page.locator(".gallery-card").first.wait_for()
+    cards = page.locator(".gallery-card")
+    cards.first.wait_for()
+    page.locator(".gallery-card img").first.wait_for()
+    assert page.locator(".gallery-card img").count() >= cards.count() >= 1  # every card shows its overlays
     shot(page, "03_gradcam")
     open_tab(page, "Dataset")
-    page.locator(".split-table .tabulator-row").first.wait_for()
+    rows = page.locator(".split-table .tabulator-row")
+    rows.first.wait_for()
+    assert rows.count() == 8  # the seven classes and the total
+    assert sorted(row.split()[0] for row in rows.all_inner_texts()) == sorted(["akiec", "bcc", "bkl", "df", "mel",
+                                                                                "nv", "vasc", "total"])
     page.get_by_text("images of").first.wait_for()
     shot(page, "04_dataset")
 

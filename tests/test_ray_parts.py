@@ -218,7 +218,8 @@ def test_submit_refuses_paths_the_job_cannot_see(args, message):
 
 
 def test_submit_accepts_absolute_paths_and_uris():
-    check_paths(["--results", "s3://bucket/sweeps", "--data-root=/shared/ham10000"])
+    assert check_paths(["--results", "s3://bucket/sweeps", "--data-root=/shared/ham10000"]) == {
+        "--results": "s3://bucket/sweeps", "--data-root": "/shared/ham10000"}
 
 
 # ------------------------------------------------------------------------- packing trials on one GPU

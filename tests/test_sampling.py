@@ -4,11 +4,10 @@ from collections import Counter
 
 import pytest
 import torch
-from torch.utils.data import DistributedSampler
 
 from core.labels import CLASS_INDEX, NUM_CLASSES
 from core.losses import class_weights
-from core.sampling import DistributedWeightedSampler, sample_weights, weighted_sampler
+from core.sampling import DistributedWeightedSampler, sample_weights
 
 # Skewed like HAM10000: 900 nv, 90 mel, 10 vasc, other classes absent.
 LABELS = [CLASS_INDEX["nv"]] * 900 + [CLASS_INDEX["mel"]] * 90 + [CLASS_INDEX["vasc"]] * 10
@@ -28,15 +27,8 @@ def test_sample_weights_are_the_class_weight_of_each_label():
     torch.testing.assert_close(w, torch.tensor([1.0, 3.0, 3.0, 7.0], dtype=torch.float64))
 
 
-def test_weighted_sampler_draws_classes_evenly():
-    _assert_balanced(list(weighted_sampler(LABELS, WEIGHTS, num_samples=20_000, seed=0)))
-
-
-def test_weighted_sampler_length_and_seed():
-    assert len(weighted_sampler(LABELS, WEIGHTS)) == len(LABELS)
-    first = list(weighted_sampler(LABELS, WEIGHTS, seed=1))
-    assert first == list(weighted_sampler(LABELS, WEIGHTS, seed=1))
-    assert first != list(weighted_sampler(LABELS, WEIGHTS, seed=2))
+def test_one_process_draws_classes_evenly():
+    _assert_balanced(list(DistributedWeightedSampler(LABELS, WEIGHTS, 1, 0, num_samples=20_000)))
 
 
 def test_distributed_sampler_draws_classes_evenly_on_each_rank():
@@ -65,11 +57,6 @@ def test_distributed_sampler_is_deterministic_per_seed_epoch_and_rank():
 def test_distributed_sampler_repeats_its_draw_until_set_epoch():
     sampler = DistributedWeightedSampler(LABELS, WEIGHTS, num_replicas=2, rank=0)
     assert list(sampler) == list(sampler)
-
-
-def test_distributed_sampler_is_kept_by_ray_prepare_data_loader():
-    # Ray swaps in a plain DistributedSampler unless the sampler already is one.
-    assert isinstance(DistributedWeightedSampler(LABELS, WEIGHTS, 2, 0), DistributedSampler)
 
 
 def test_distributed_sampler_rejects_bad_rank():
