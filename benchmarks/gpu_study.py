@@ -37,7 +37,6 @@ of B0/B2; not the source study's exact setting. Tested on CPU at a tiny scale
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -45,7 +44,6 @@ import subprocess
 import sys
 import tarfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,7 +52,7 @@ sys.path.insert(0, str(REPO))
 from ablations.arms import CONFIG_DIR, study_arms  # noqa: E402
 from core import io  # noqa: E402
 from core.config import load_config, parse_overrides  # noqa: E402
-from core.results import summary_row, write_summary  # noqa: E402
+from core import results as contract  # noqa: E402
 
 LITE = {"efficientnet_b0": "tf_efficientnet_lite0", "efficientnet_b2": "tf_efficientnet_lite2"}
 SETTING = "EfficientNet-Lite0/Lite2 (offline ImageNet weights) in place of B0/B2, augment on the device"
@@ -112,7 +110,7 @@ def prepare_data_once(arms: list[str], profile: str, extra: list[str], data_root
 
     ds = load_dataset(data_root)
     report = cached_check(ds, cache_dir)
-    splits_file = io.write_csv(results / "splits.csv", lesion_split(usable_metadata(ds, report, False), seed=0))
+    splits_file = contract.write_splits(results, lesion_split(usable_metadata(ds, report, False), seed=0))
     overrides = {**parse_overrides(extra), "cache_dir": str(cache_dir)}
     configs = [load_config(CONFIG_DIR / f"{arm}.yaml", profile, overrides) for arm in arms]
     for cfg in {stored_side(c.image_size, c.random_resized_crop): c for c in configs}.values():
@@ -173,10 +171,6 @@ def card() -> str:
     return f"CPU only ({os.cpu_count()} cores), torch {torch.__version__}"
 
 
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 def run(args) -> None:
     import timm
     import torch
@@ -185,7 +179,8 @@ def run(args) -> None:
     shutil.rmtree(results, ignore_errors=True)
     results.mkdir(parents=True)
     arms = args.arms or study_arms()
-    started, start = now(), time.monotonic()
+    started = contract.now()
+    start = time.monotonic()
     facts = prepare_data_once(arms, args.profile, args.set, args.data_root, args.cache_dir or args.work / "cache",
                               results)
     print(f"{card()}; {label(facts['synthetic_data'])}")
@@ -193,16 +188,17 @@ def run(args) -> None:
     training = time.monotonic()
     done = run_arms(arms, args, results, facts.pop("splits_file"))
     training = time.monotonic() - training
-    write_summary(results, [summary_row(arm, results / arm, done[arm]["status"], done[arm]["wall_seconds"])
-                            for arm in arms])
-    io.write_json(results / "sweep.json", {
+    contract.write_summary(results, [contract.run_summary_row(arm, results / arm, done[arm]["status"],
+                                                              done[arm]["wall_seconds"]) for arm in arms])
+    record = contract.sweep_started({
         "name": SWEEP, "profile": args.profile, "data_root": str(args.data_root), **facts, "split_seed": 0,
         "arms": arms, "runner": f"benchmarks/gpu_study.py, {min(args.at_once, len(arms))} core processes at once",
         "label": label(facts["synthetic_data"]), "card": card(), "wall_seconds": round(time.monotonic() - start, 1),
         "training_wall_seconds": round(training, 1), "arm_runs": done,
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__},
-        "started": started, "ended": now(),
-        "status": "finished" if all(d["status"] == "finished" for d in done.values()) else "failed"})
+        "started": started})
+    finished = all(d["status"] == "finished" for d in done.values())
+    contract.write_sweep_record(results, contract.sweep_ended(record, "finished" if finished else "failed"))
     args.out.mkdir(parents=True, exist_ok=True)
     with tarfile.open(args.out / "study.tar.gz", "w:gz") as archive:
         archive.add(results, arcname=SWEEP, filter=lambda info: None if info.name.endswith(".pt") else info)
@@ -216,9 +212,9 @@ def report(args) -> None:
     with tarfile.open(args.archive) as archive:
         archive.extractall(args.out, filter="data")
     sweep_dir = args.out / SWEEP
-    record = json.loads((sweep_dir / "sweep.json").read_text())
+    record = contract.read_sweep_record(sweep_dir)
     if args.data_root:  # the machine it ran on held the data elsewhere
-        io.write_json(sweep_dir / "sweep.json", {**record, "data_root": str(args.data_root.resolve())})
+        contract.write_sweep_record(sweep_dir, {**record, "data_root": str(args.data_root.resolve())})
     print(build_report(sweep_dir, args.out / "report", gradcam_examples=0))
 
 

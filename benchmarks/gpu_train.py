@@ -40,7 +40,6 @@ import traceback
 from datetime import date
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,6 +47,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 import gpu_study  # noqa: E402
 
+from core import results  # noqa: E402
 from core.config import load_config  # noqa: E402
 from core.model import build_model  # noqa: E402
 from core.train import fit  # noqa: E402
@@ -112,7 +112,7 @@ def through_fit(args, name: str, backbone: str, size: int, amp: bool, augment: s
     if on_gpu():
         torch.cuda.reset_peak_memory_stats()
     fit(cfg, args.data_root, args.out / name)
-    history = pd.read_csv(args.out / name / "history.csv")
+    history = results.read_history(args.out / name)
     best = history.iloc[1:]["train_images_per_s"].idxmax()
     row = {"train_images_per_s": float(history.loc[best, "train_images_per_s"]),
            "data_wait": float(history.loc[best, "data_wait"]),
@@ -184,11 +184,11 @@ def packing(args) -> None:
                         "--at-once", str(at_once), "--budget-s", str(args.budget_s), "--set", "epochs=1",
                         "bootstrap_replicates=10"])
         poll.running = False
-        record = json.loads((work / gpu_study.SWEEP / "sweep.json").read_text())
+        record = results.read_sweep_record(work / gpu_study.SWEEP)
         images = 0
         for arm, run in record["arm_runs"].items():
             if run["status"] == "finished":
-                metrics = json.loads((work / gpu_study.SWEEP / arm / "metrics.json").read_text())
+                metrics = results.read_metrics(work / gpu_study.SWEEP / arm)
                 images += sum(metrics["train_counts"].values()) + sum(metrics["synthetic_counts"].values())
         rows.append({"at_once": at_once, "completed": record["status"] == "finished",
                      "wall_seconds": record["training_wall_seconds"],

@@ -23,14 +23,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import pandas as pd  # noqa: E402
 import ray  # noqa: E402
 import ray.train  # noqa: E402
 import ray.train.torch  # noqa: E402
 import torch  # noqa: E402
 
 from ablations.run_all import DEMO_SIZES, demo_data, local_runtime_env  # noqa: E402
-from core import io  # noqa: E402
+from core import results  # noqa: E402
 from core.config import RunConfig  # noqa: E402
 from core.data.dataset import load_dataset  # noqa: E402
 from core.data.parallel import usable_cpus  # noqa: E402
@@ -41,7 +40,7 @@ from ray_jobs.trainable import train_worker  # noqa: E402
 
 
 def images_per_s(run_dir: Path) -> float:
-    history = pd.read_csv(run_dir / "history.csv")
+    history = results.read_history(run_dir)
     return float(history["train_images_per_s"].iloc[1:].median() if len(history) > 1
                  else history["train_images_per_s"].median())
 
@@ -87,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ray-overhead-") as tmp:
         tmp = Path(tmp)
         ds = load_dataset(data_root)
-        splits_file = str(io.write_csv(tmp / "splits.csv", lesion_split(ds.metadata)))
+        splits_file = str(results.write_splits(tmp, lesion_split(ds.metadata)))
         overrides = {"epochs": args.epochs, "splits_file": splits_file}
         cfg = load_arms([args.arm], args.profile, overrides)[args.arm]
 

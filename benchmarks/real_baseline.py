@@ -13,9 +13,9 @@ import platform
 import sys
 from pathlib import Path
 
-import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from core import results  # noqa: E402
 from core.config import load_config  # noqa: E402
 from core.train import fit  # noqa: E402
 
@@ -41,7 +41,7 @@ def main():
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {cfg.backbone} @ {cfg.image_size}px, "
           f"{cfg.epochs} epochs")
     metrics = fit(cfg, root, args.out / "run")
-    history = pd.read_csv(args.out / "run" / "history.csv")
+    history = results.read_history(args.out / "run")
     test = metrics["test"]
     print(f"core test: acc {test['accuracy']:.4f} macro-F1 {test['macro_f1']:.4f} "
           f"balanced acc {test['balanced_accuracy']:.4f} mel recall {test['per_class']['mel']['recall']:.4f} "

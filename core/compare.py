@@ -14,20 +14,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from core import io
+from core import io, results
 from core.bootstrap import REPLICATES, paired_comparison
 from core.metrics import read_predictions
 
 
 def compare_runs(run_a: str | Path, run_b: str | Path, replicates: int = REPLICATES, seed: int = 0) -> dict:
     run_a, run_b = Path(run_a), Path(run_b)
-    y_a, probs_a, frame_a = read_predictions(run_a / "predictions_test.csv")
-    _, probs_b, frame_b = read_predictions(run_b / "predictions_test.csv")
+    y_a, probs_a, frame_a = read_predictions(results.predictions_path(run_a, "test"))
+    _, probs_b, frame_b = read_predictions(results.predictions_path(run_b, "test"))
     order = frame_b.set_index("image_id").index.get_indexer(frame_a["image_id"])
     if len(frame_a) != len(frame_b) or (order < 0).any():
         raise ValueError(f"{run_a.name} and {run_b.name} were tested on different images: "
                          "compare arms of one sweep (they share its split)")
-    lesions = pd.read_csv(run_a / "splits.csv", dtype=str).set_index("image_id")["lesion_id"]
+    lesions = results.read_splits(run_a).set_index("image_id")["lesion_id"]
     result = paired_comparison(y_a, probs_a, probs_b[order], lesions.loc[frame_a["image_id"]].to_numpy(),
                                replicates, seed)
     return {"a": run_a.name, "b": run_b.name, **result}

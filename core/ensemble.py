@@ -11,28 +11,25 @@ the report show it beside the arms. The members must share the sweep's split.
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from core import io
+from core import results
 from core.data.metadata import DatasetError, find_metadata, read_metadata
 from core.metrics import evaluate_run, predictions_frame, read_predictions
-from core.results import summary_row
 
 SPLITS = ("val", "test")
 
 
 def mean_predictions(run_dirs: list[Path], split: str) -> pd.DataFrame:
     """The members' predictions on one split, averaged image by image (aligned by image_id)."""
-    y, first, frame = read_predictions(run_dirs[0] / f"predictions_{split}.csv")
+    y, first, frame = read_predictions(results.predictions_path(run_dirs[0], split))
     ids = frame["image_id"]
     total = first.copy()
     for run in run_dirs[1:]:
-        _, probs, other = read_predictions(run / f"predictions_{split}.csv")
+        _, probs, other = read_predictions(results.predictions_path(run, split))
         order = other.set_index("image_id").index.get_indexer(ids)
         if len(other) != len(ids) or (order < 0).any():
             raise ValueError(f"{run.name} and {run_dirs[0].name} were evaluated on different {split} images: "
@@ -45,7 +42,7 @@ def test_info(sweep: Path, splits: pd.DataFrame) -> pd.DataFrame:
     """The test images' lesion ids, with the sweep's metadata columns when its data root is readable."""
     info = splits.set_index("image_id")[["lesion_id"]]
     try:
-        data_root = json.loads((sweep / "sweep.json").read_text()).get("data_root")
+        data_root = (results.read_sweep_record(sweep) or {}).get("data_root")
         if not data_root:
             return info
         meta = read_metadata(find_metadata(data_root)).set_index("image_id")
@@ -58,34 +55,33 @@ def build_ensemble(sweep: Path, arms: list[str], name: str | None = None) -> Pat
     if len(arms) < 2:
         raise ValueError("an ensemble needs at least two arms")
     runs = [sweep / arm for arm in arms]
-    missing = [r.name for r in runs if not (r / "metrics.json").is_file()]
+    member_metrics = [results.read_metrics(r) for r in runs]
+    missing = [r.name for r, m in zip(runs, member_metrics) if m is None]
     if missing:
         raise ValueError(f"arm(s) without results in {sweep}: {', '.join(missing)} (finished arms only)")
     out = sweep / (name or "ensemble_" + "+".join(arms))
     frames = {split: mean_predictions(runs, split) for split in SPLITS}
     for split, frame in frames.items():
-        io.write_csv(out / f"predictions_{split}.csv", frame)
-    shutil.copy(runs[0] / "splits.csv", out / "splits.csv")
-    splits = pd.read_csv(out / "splits.csv", dtype=str)
-    member_configs = [json.loads((r / "config.json").read_text()) for r in runs]
-    member_metrics = [json.loads((r / "metrics.json").read_text()) for r in runs]
+        results.write_predictions(out, split, frame)
+    splits = results.read_splits(runs[0])
+    results.write_splits(out, splits)
+    member_configs = [results.read_config(r) for r in runs]
     replicates = min(c.get("bootstrap_replicates", 1000) for c in member_configs)
     metrics = evaluate_run(frames["val"], frames["test"], test_info(sweep, splits), replicates,
                            member_configs[0].get("seed", 0))
     metrics.update(members=arms, selected_epoch=None, select_on="ensemble (mean probability)", epochs_run=None,
                    synthetic_data=any(m["synthetic_data"] for m in member_metrics),
                    data_fingerprint=member_metrics[0].get("data_fingerprint"))
-    io.write_json(out / "config.json", {"name": out.name, "ensemble_of": arms, "members": member_configs})
-    io.write_json(out / "metrics.json", metrics)
-    _add_summary_row(sweep, out)
+    results.write_config(out, {"name": out.name, "ensemble_of": arms, "members": member_configs})
+    results.write_metrics(out, metrics)
+    _add_summary_row(sweep, out.name, metrics)
     return out
 
 
-def _add_summary_row(sweep: Path, out: Path) -> None:
-    summary = pd.read_csv(sweep / "summary.csv")
-    row = pd.DataFrame([summary_row(out.name, out, "finished")])
-    summary = pd.concat([summary[summary["arm"] != out.name], row], ignore_index=True)
-    io.write_csv(sweep / "summary.csv", summary)
+def _add_summary_row(sweep: Path, name: str, metrics: dict) -> None:
+    summary = results.read_summary(sweep)
+    rows = summary[summary["arm"] != name].to_dict("records") + [results.summary_row(name, "finished", metrics)]
+    results.write_summary(sweep, rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    test = json.loads((out / "metrics.json").read_text())["test"]
+    test = results.read_metrics(out)["test"]
     print(f"{out.name}: test acc {test['accuracy']:.4f} macro-F1 {test['macro_f1']:.4f} balanced acc "
           f"{test['balanced_accuracy']:.4f} mel recall {test['per_class']['mel']['recall']:.4f} -> {out}")
     return 0

@@ -15,9 +15,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from core import results
 from core.data.metadata import DatasetError
 from core.external import (
-    METRICS_FILE,
     TABLE_NOTE,
     ExternalSet,
     comparison_table,
@@ -50,9 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--batch-size must be at least 1")
     try:
         run_dirs = sweep_runs(args.sweep) if args.sweep else args.run
-        missing = [str(r) for r in run_dirs if not (r / "best.pt").is_file()]
+        missing = [str(r) for r in run_dirs if not (r / results.CHECKPOINT).is_file()]
         if missing:
-            raise DatasetError(f"no best.pt in {', '.join(missing)}: not finished run folder(s)")
+            raise DatasetError(f"no {results.CHECKPOINT} in {', '.join(missing)}: not finished run folder(s)")
         external = load_external(args.external, args.labels)
     except DatasetError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -76,7 +76,7 @@ def _evaluate_one(run_dir: Path, external: ExternalSet, batch_size: int, tta: bo
     print(f"\n{run_dir}" + ("  [trained on SYNTHETIC demo data]" if result["synthetic_training_data"] else "")
           + ("  [external set is SYNTHETIC]" if result["external_data"]["synthetic"] else ""))
     print(comparison_table(result))
-    print(f"  -> {run_dir / METRICS_FILE}")
+    print(f"  -> {run_dir / results.EXTERNAL_METRICS}")
     return True
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from core import io
+from core import io, results
 from core.data.cache import resize_square
 from core.data.dataset import load_dataset
 from core.data.images import load_rgb
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:  # no best.pt, or one refused (UntrustedCheckpoint)
         print(f"error: {e}", file=sys.stderr)
         return 2
-    cases = select_cases(pd.read_csv(args.run / "predictions_test.csv", dtype={"image_id": str}),
+    cases = select_cases(pd.read_csv(results.predictions_path(args.run, "test"), dtype={"image_id": str}),
                          args.dx, args.wrong_only, args.missed_mel).head(args.limit)
     images = load_dataset(args.data_root).images
     missing = [i for i in cases["image_id"] if i not in images]

@@ -18,7 +18,6 @@ per-class recalls), sits beside the run's internal test figures.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import numpy as np
 import pandas as pd
 from torch.utils.data import DataLoader
 
-from core import devices, io
+from core import devices, io, results
 from core.bootstrap import confidence_intervals, interval_text
 from core.config import from_dict
 from core.data.cache import DecodedImages
@@ -37,7 +36,6 @@ from core.data.transforms import eval_transform, stored_side
 from core.labels import CLASS_INDEX, CLASSES, MEL
 from core.metrics import at_threshold, classification_metrics, interval_thresholds, predictions_frame
 from core.predict import TrainedModel
-from core.results import SEEDS_DIR
 from core.subgroups import subgroup_columns, subgroup_report
 from core.train import predict
 
@@ -46,8 +44,6 @@ HAM_FORMAT = "ham10000_metadata"
 ONE_HOT_FORMAT = "isic2018_one_hot"
 ONE_HOT_IMAGE = "image"
 ONE_HOT_CLASSES = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")  # the challenge's column order
-PREDICTIONS_FILE = "predictions_external.csv"
-METRICS_FILE = "metrics_external.json"
 BALANCED_MULTICLASS_ACCURACY = (
     "the ISIC 2018 Task 3 challenge metric: the mean of the per-class recalls "
     "(= balanced_accuracy, over the classes present in the ground truth; all seven in ISIC 2018)"
@@ -312,24 +308,24 @@ def evaluate_external(run_dir: str | Path, trained: TrainedModel, external: Exte
         result["tta"] = {"views": "8 dihedral (4 quarter turns, each also mirrored), probabilities averaged",
                          **_evaluate_and_write(run_dir, trained, external, batch_size, tta=True),
                          "internal_test": internal.get("tta", {}).get("test")}
-    io.write_json(run_dir / METRICS_FILE, result)
+    io.write_json(run_dir / results.EXTERNAL_METRICS, result)
     return result
 
 
 def _evaluate_and_write(run_dir: Path, trained: TrainedModel, external: ExternalSet, batch_size: int,
                         tta: bool) -> dict:
     probs = predict_external(trained, external, batch_size, tta)
-    name = PREDICTIONS_FILE.replace(".csv", "_tta.csv") if tta else PREDICTIONS_FILE
+    name = results.EXTERNAL_PREDICTIONS.replace(".csv", "_tta.csv") if tta else results.EXTERNAL_PREDICTIONS
     io.write_csv(run_dir / name, predictions_frame(external.image_ids, external.labels, probs))
     return {"predictions": name, **external_figures(external, probs, trained)}
 
 
 def _internal_metrics(run_dir: Path) -> dict:
-    path = run_dir / "metrics.json"
-    if not path.is_file():
-        raise DatasetError(f"{path} not found: {run_dir} is not a finished run folder (it needs metrics.json "
-                           "beside best.pt for the internal figures)")
-    return json.loads(path.read_text())
+    metrics = results.read_metrics(run_dir)
+    if metrics is None:
+        raise DatasetError(f"{run_dir / results.METRICS} not found: {run_dir} is not a finished run folder (it "
+                           f"needs {results.METRICS} beside {results.CHECKPOINT} for the internal figures)")
+    return metrics
 
 
 def sweep_runs(sweep_dir: str | Path) -> list[Path]:
@@ -337,10 +333,12 @@ def sweep_runs(sweep_dir: str | Path) -> list[Path]:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise DatasetError(f"sweep folder {sweep_dir} is not a directory")
-    arms = sorted(p for p in sweep_dir.iterdir() if (p / "best.pt").is_file())
+    arms = sorted(p for p in sweep_dir.iterdir() if (p / results.CHECKPOINT).is_file())
     if not arms:
-        raise DatasetError(f"no arm folder with best.pt in {sweep_dir}: train the sweep first, or pass --run RUN_DIR")
-    return [run for arm in arms for run in [arm, *sorted(p.parent for p in arm.glob(f"{SEEDS_DIR}/*/best.pt"))]]
+        raise DatasetError(f"no arm folder with {results.CHECKPOINT} in {sweep_dir}: train the sweep first, or "
+                           "pass --run RUN_DIR")
+    return [run for arm in arms
+            for run in [arm, *sorted(p.parent for p in arm.glob(f"{results.SEEDS_DIR}/*/{results.CHECKPOINT}"))]]
 
 
 # --------------------------------------------------------------------------- the printed table

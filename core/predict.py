@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from core import results
 from core.calibration import apply_temperature
 from core.checkpoints import load_checkpoint
 from core.data.cache import resize_square
@@ -52,7 +53,7 @@ class TrainedModel:
 def load_run(run_dir: str | Path) -> TrainedModel:
     """Load best.pt (weights, config, class order) and the validation operating points."""
     run_dir = Path(run_dir)
-    path = run_dir / "best.pt"
+    path = run_dir / results.CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {run_dir} is not a finished run folder")
     saved = load_checkpoint(path)
@@ -63,9 +64,8 @@ def load_run(run_dir: str | Path) -> TrainedModel:
     model.load_state_dict(saved["model"])
     model.eval()
     points, temperature = [], None
-    metrics_path = run_dir / "metrics.json"
-    if metrics_path.is_file():
-        metrics = json.loads(metrics_path.read_text())
+    metrics = results.read_metrics(run_dir)
+    if metrics:
         points = [{"target_recall": r["target_recall"], "threshold": r["threshold"]}
                   for r in metrics["mel_operating_points"]["chosen_on_val"] if r["threshold"] is not None]
         temperature = metrics.get("calibration", {}).get("temperature")

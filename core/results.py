@@ -1,13 +1,16 @@
-"""The sweep-level results files: one summary row per arm, and sweep.json.
+"""The results contract: every file name, and one writer and one reader for each file.
 
-RESULTS/<sweep>/summary.csv and sweep.json are what the dashboard and the report read
-first; each arm's own folder holds the run files `core.train` writes. An arm trained with
-several seeds (`run_all.py --seeds N`) keeps its first seed's run in its folder and the
-others under `seeds/`; its row adds the mean and standard deviation over all of them.
+docs/results.md describes every file and field. A run folder is what `core.train` writes
+for one run; a sweep folder holds a run folder per arm (`<arm>/`) beside summary.csv,
+splits.csv and sweep.json. An arm trained with several seeds keeps its first seed's run
+in its folder and the others under `seeds/`; one sampled several times keeps its best
+sample there and the others under `samples/`. Readers return None for a file not
+written yet: every write is atomic (core/io.py), so a file is whole or absent.
 """
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -15,12 +18,116 @@ import pandas as pd
 from core import io
 from core.labels import CLASSES
 
+# A run folder
+CONFIG = "config.json"
+HISTORY = "history.csv"
+METRICS = "metrics.json"  # written last: its presence marks the run finished
+CHECKPOINT = "best.pt"
+RESUME = "last.pt"
+SPLITS = "splits.csv"
+EXCLUDED = "excluded.csv"
+EXTERNAL_PREDICTIONS = "predictions_external.csv"
+EXTERNAL_METRICS = "metrics_external.json"
+# A sweep folder
+SUMMARY = "summary.csv"
+SWEEP_RECORD = "sweep.json"
+SEEDS_DIR = "seeds"  # <arm>/seeds/<name>/: the runs of an arm's other training seeds
+SAMPLES_DIR = "samples"  # <arm>/samples/<trial_id>/: an arm's other hyperparameter samples
+
+
+def predictions_name(split: str, suffix: str = "") -> str:
+    """predictions_val.csv, predictions_test.csv; suffix "_tta" for the TTA predictions."""
+    return f"predictions_{split}{suffix}.csv"
+
+
+def read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def write_config(run_dir: Path, config: dict) -> Path:
+    return io.write_json(Path(run_dir) / CONFIG, config)
+
+
+def read_config(run_dir: Path) -> dict | None:
+    return read_json(Path(run_dir) / CONFIG)
+
+
+def write_history(run_dir: Path, rows: list[dict]) -> Path:
+    return io.write_csv(Path(run_dir) / HISTORY, pd.DataFrame(rows))
+
+
+def read_history(run_dir: Path) -> pd.DataFrame | None:
+    path = Path(run_dir) / HISTORY
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def write_metrics(run_dir: Path, metrics: dict) -> Path:
+    return io.write_json(Path(run_dir) / METRICS, metrics)
+
+
+def read_metrics(run_dir: Path) -> dict | None:
+    return read_json(Path(run_dir) / METRICS)
+
+
+def read_external_metrics(run_dir: Path) -> dict | None:
+    """metrics_external.json (`python -m core.evaluate --external`), None when the run was not scored."""
+    return read_json(Path(run_dir) / EXTERNAL_METRICS)
+
+
+def write_predictions(run_dir: Path, split: str, frame: pd.DataFrame, suffix: str = "") -> Path:
+    return io.write_csv(Path(run_dir) / predictions_name(split, suffix), frame)
+
+
+def predictions_path(run_dir: Path, split: str, suffix: str = "") -> Path:
+    """Read it with core.metrics.read_predictions, which validates the columns."""
+    return Path(run_dir) / predictions_name(split, suffix)
+
+
+def write_splits(folder: Path, splits: pd.DataFrame) -> Path:
+    return io.write_csv(Path(folder) / SPLITS, splits)
+
+
+def read_splits(folder: Path) -> pd.DataFrame | None:
+    path = Path(folder) / SPLITS
+    return pd.read_csv(path, dtype=str) if path.is_file() else None
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def sweep_started(record: dict, **run: object) -> dict:
+    """sweep.json at a start or a --resume: running, not ended, one more entry in `runs`.
+
+    `record` holds the sweep's own fields (profile, data_root, data_fingerprint, arms, ...);
+    `started` is set on the first start only."""
+    record = {**record, "status": "running", "ended": None}
+    record.setdefault("started", now())
+    record["runs"] = [*record.get("runs", []), {"started": now(), "ended": None, **run}]
+    return record
+
+
+def sweep_ended(record: dict, status: str) -> dict:
+    """sweep.json when a run of the sweep ends: its status and end time, on the record and its last run."""
+    ended = now()
+    runs = [*record["runs"][:-1], {**record["runs"][-1], "ended": ended}]
+    return {**record, "status": status, "ended": ended, "runs": runs}
+
+
+def write_sweep_record(sweep_dir: Path, record: dict) -> Path:
+    return io.write_json(Path(sweep_dir) / SWEEP_RECORD, record)
+
+
+def read_sweep_record(sweep_dir: Path) -> dict | None:
+    return read_json(Path(sweep_dir) / SWEEP_RECORD)
+
+
 STATUSES = ("pending", "running", "finished", "failed")
 HEADLINE = ("test_acc", "test_macro_f1", "test_balanced_acc", "test_mel_recall", "test_mel_auc")
 SEED_COLUMNS = ("seeds", *(f"{name}_{stat}" for name in HEADLINE for stat in ("mean", "std")))
 SUMMARY_COLUMNS = ("arm", "status", *HEADLINE, *(f"recall_{c}" for c in CLASSES), "selected_epoch", "select_on",
-                   "epochs_run", "wall_seconds", "synthetic_data", *SEED_COLUMNS)
-SEEDS_DIR = "seeds"  # <arm>/seeds/<name>/: the runs of an arm's other training seeds
+                   "epochs_run", "wall_seconds", "synthetic_data", *SEED_COLUMNS,
+                   "error")  # a failed arm's error that no retry could fix (ray_jobs/permanent.py)
 
 
 def headline(metrics: dict) -> dict:
@@ -43,27 +150,34 @@ def seed_statistics(headlines: list[dict]) -> dict:
     return stats
 
 
-def summary_row(arm: str, run_dir: str | Path, status: str, wall_seconds: float | None = None) -> dict:
-    """One summary.csv row from an arm's run folder (metrics.json when it exists)."""
+def summary_row(arm: str, status: str, metrics: dict | None = None, seed_metrics: list[dict] = (),
+                wall_seconds: float | None = None) -> dict:
+    """One summary.csv row: a pure function of the arm's metrics.json (None while it has none)
+    and those of its other training seeds."""
     if status not in STATUSES:
         raise ValueError(f"status {status!r} is not one of {STATUSES}")
     row = dict.fromkeys(SUMMARY_COLUMNS)
     row.update(arm=arm, status=status, wall_seconds=wall_seconds)
-    metrics_file = Path(run_dir) / "metrics.json"
-    headlines = []
-    if metrics_file.exists():
-        metrics = json.loads(metrics_file.read_text())
-        headlines.append(headline(metrics))
+    headlines = [headline(m) for m in ([metrics] if metrics else []) + list(seed_metrics)]
+    if metrics:
         row.update(**headlines[0], selected_epoch=metrics["selected_epoch"],
                    select_on=metrics["select_on"], epochs_run=metrics["epochs_run"],
                    synthetic_data=metrics["synthetic_data"],
                    **{f"recall_{c}": metrics["test"]["per_class"][c]["recall"] for c in CLASSES})
-    # the arm's other training seeds (run_all.py --seeds N)
-    seed_files = sorted(Path(run_dir).glob(f"{SEEDS_DIR}/*/metrics.json"))
-    headlines += [headline(json.loads(f.read_text())) for f in seed_files]
     row.update(seed_statistics(headlines))
     return row
 
 
+def run_summary_row(arm: str, run_dir: str | Path, status: str, wall_seconds: float | None = None) -> dict:
+    """summary_row of a local run folder (its metrics.json and its seeds/ runs' ones)."""
+    seeds = [read_metrics(folder) for folder in sorted(Path(run_dir).glob(f"{SEEDS_DIR}/*"))]
+    return summary_row(arm, status, read_metrics(run_dir), [m for m in seeds if m], wall_seconds)
+
+
 def write_summary(sweep_dir: str | Path, rows: list[dict]) -> Path:
-    return io.write_csv(Path(sweep_dir) / "summary.csv", pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS)))
+    return io.write_csv(Path(sweep_dir) / SUMMARY, pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS)))
+
+
+def read_summary(sweep_dir: str | Path) -> pd.DataFrame | None:
+    path = Path(sweep_dir) / SUMMARY
+    return pd.read_csv(path, dtype={"arm": str}) if path.is_file() else None

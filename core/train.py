@@ -28,7 +28,7 @@ from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from core import devices, io
+from core import devices, io, results
 from core.calibration import nll
 from core.checkpoints import UntrustedCheckpoint, load_checkpoint
 from core.config import ConfigError, RunConfig, load_config
@@ -322,9 +322,9 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
                       "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "config": cfg.to_dict(),
                       **({"ema": ema.module.state_dict()} if ema else {})}
         if rank == 0:
-            io.write_csv(out / "history.csv", pd.DataFrame(state["history"]))
+            results.write_history(out, state["history"])
             if on_epoch_end is None:
-                io.atomic_write(out / "last.pt", lambda tmp: torch.save(checkpoint, tmp))
+                io.atomic_write(out / results.RESUME, lambda tmp: torch.save(checkpoint, tmp))
             print(_epoch_line(row, cfg.select_on), flush=True)
         if on_epoch_end is not None:
             on_epoch_end(epoch, row, checkpoint)
@@ -351,19 +351,19 @@ def _epoch_line(row: dict, select_on: str) -> str:
 
 
 def _write_run_inputs(out: Path, cfg: RunConfig, data: Data) -> None:
-    io.write_json(out / "config.json", cfg.to_dict())
-    io.write_csv(out / "splits.csv", data.splits)
-    io.write_csv(out / "excluded.csv", data.excluded)
+    results.write_config(out, cfg.to_dict())
+    results.write_splits(out, data.splits)
+    io.write_csv(out / results.EXCLUDED, data.excluded)
     if data.generated:
         data.generated.write_run_files(out)
 
 
 def _evaluate_and_write(out: Path, cfg: RunConfig, data: Data, probs: dict, suffix: str = "") -> dict:
-    """predictions_{val,test}{suffix}.csv, and their metrics."""
+    """The val and test predictions files (with `suffix`), and their metrics."""
     frames = {name: predictions_frame(getattr(data, name).image_ids, getattr(data, name).labels, p)
               for name, p in probs.items()}
     for name, frame in frames.items():
-        io.write_csv(out / f"predictions_{name}{suffix}.csv", frame)
+        results.write_predictions(out, name, frame, suffix)
     return evaluate_run(frames["val"], frames["test"], data.test_info, cfg.bootstrap_replicates, cfg.seed)
 
 
@@ -385,12 +385,12 @@ def _write_results(out: Path, cfg: RunConfig, data: Data, model: nn.Module, stat
         "excluded_images": len(data.excluded),
         "world_size": world,
     })
-    io.write_json(out / "metrics.json", metrics)
+    results.write_metrics(out, metrics)
     best = {"model": model.state_dict(), "config": cfg.to_dict(), "classes": list(CLASSES),
             "mean": list(model.pretrained_cfg["mean"]), "std": list(model.pretrained_cfg["std"]),
             "epoch": state["best"]["epoch"], "synthetic_data": data.synthetic}
-    io.atomic_write(out / "best.pt", lambda tmp: torch.save(best, tmp))
-    (out / "last.pt").unlink(missing_ok=True)
+    io.atomic_write(out / results.CHECKPOINT, lambda tmp: torch.save(best, tmp))
+    (out / results.RESUME).unlink(missing_ok=True)
     return metrics
 
 
@@ -430,8 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, args.profile, overrides)
         resume = None
-        if args.resume and (args.out / "last.pt").exists():
-            resume = load_checkpoint(args.out / "last.pt")
+        if args.resume and (args.out / results.RESUME).exists():
+            resume = load_checkpoint(args.out / results.RESUME)
             print(f"resuming {args.out} after epoch {resume['epoch']}")
         device = init_torchrun(cfg)
         try:

@@ -1,4 +1,4 @@
-"""The source study's figures on the real HAM10000 (DESIGN.md): shown beside a sweep's own
+"""The source study's own figures on the real HAM10000 (its report's tables): shown beside a sweep's own
 figures only when the sweep ran on real data, never beside the synthetic demo's."""
 from __future__ import annotations
 

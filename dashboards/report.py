@@ -27,17 +27,8 @@ from dashboards import figures
 from dashboards.cams import cam_images, outcome_table, report_examples
 from dashboards.datasets import write_dataset_figures
 from dashboards.reference import STUDY_OPERATING_POINT
-from dashboards.results import (
-    Sweep,
-    arm_images,
-    is_sweep,
-    load_config,
-    load_external_metrics,
-    load_history,
-    load_metrics,
-    load_predictions,
-    load_sweep,
-)
+from core.results import CHECKPOINT, read_config, read_external_metrics, read_history, read_metrics
+from dashboards.results import SweepView, arm_images, is_sweep, load_predictions, load_sweep
 from dashboards.tables import (
     EXTERNAL_NOTE,
     SEED_NOTE,
@@ -58,7 +49,7 @@ SYNTHETIC_BANNER = ("> **SYNTHETIC demo data.** This sweep ran on the built-in s
                     "No figure in this report is a HAM10000 result or says anything about skin lesions.")
 UNKNOWN_BANNER = "> **Data origin unknown**: neither sweep.json nor any arm says whether the data was synthetic."
 INFO_KEYS = ("profile", "status", "label", "card", "runner", "data_root", "data_fingerprint", "split_seed", "git_commit",
-             "started", "ended", "finished")
+             "started", "ended")
 
 
 REFERENCE_ARM = "baseline"  # Table 8 compares every arm with this one
@@ -86,7 +77,7 @@ def markdown_table(frame: pd.DataFrame, digits: dict[str, int] | None = None) ->
 class Report:
     """Collects Markdown lines and writes figures beside them."""
 
-    def __init__(self, sweep: Sweep, out: Path):
+    def __init__(self, sweep: SweepView, out: Path):
         self.sweep, self.out, self.lines = sweep, out, []
         (out / "figures").mkdir(parents=True, exist_ok=True)
 
@@ -111,7 +102,7 @@ def build_report(sweep_dir: Path, out: Path, gradcam_examples: int = 4) -> Path:
     """Write out/report.md and out/figures/*.png for the sweep in `sweep_dir`; return report.md."""
     sweep = load_sweep(sweep_dir)
     report = Report(sweep, out)
-    metrics = {arm: load_metrics(sweep.arm_dir(arm)) for arm in sweep.arms}
+    metrics = {arm: read_metrics(sweep.arm_dir(arm)) for arm in sweep.arms}
     _header(report)
     if not metrics:
         report.add("The sweep has no arms yet.")
@@ -183,7 +174,7 @@ def _paired(report: Report, metrics: dict[str, dict | None], reference: str = RE
     """Table 8: every finished arm minus the reference arm on the shared test set, paired by lesion."""
     if metrics.get(reference) is None:
         return
-    replicates = (load_config(report.sweep.arm_dir(reference)) or {}).get("bootstrap_replicates", REPLICATES)
+    replicates = (read_config(report.sweep.arm_dir(reference)) or {}).get("bootstrap_replicates", REPLICATES)
     rows, results = [], {}
     for arm, arm_metrics in metrics.items():
         if arm == reference or arm_metrics is None:
@@ -214,7 +205,7 @@ def _seeds(report: Report) -> None:
 
 
 def _external(report: Report) -> None:
-    scored = external_by_arm({arm: load_external_metrics(report.sweep.arm_dir(arm)) for arm in report.sweep.arms})
+    scored = external_by_arm({arm: read_external_metrics(report.sweep.arm_dir(arm)) for arm in report.sweep.arms})
     if len(scored):
         report.add("## Table 10: external test set (ISIC 2018 Task 3)", EXTERNAL_NOTE, markdown_table(scored))
 
@@ -236,7 +227,7 @@ def _arm_figures(report: Report, arm: str, metrics: dict | None) -> None:
     if metrics is not None and "calibration" in metrics:
         report.figure(figures.reliability_figure(metrics["calibration"], report.title(f"{arm}: test reliability")),
                       f"reliability_{arm}.png", f"{arm} reliability diagram")
-    history = load_history(arm_dir)
+    history = read_history(arm_dir)
     if history is not None and len(history):
         selected = metrics["selected_epoch"] if metrics else None
         report.figure(figures.history_figure(history, selected, report.title(f"{arm}: training")),
@@ -273,7 +264,7 @@ def _gradcam(report: Report, metrics: dict[str, dict | None], examples: int) -> 
     for arm, arm_metrics in metrics.items():
         arm_dir = sweep.arm_dir(arm)
         predictions = load_predictions(arm_dir, "test")
-        if arm_metrics is None or predictions is None or not (arm_dir / "best.pt").is_file():
+        if arm_metrics is None or predictions is None or not (arm_dir / CHECKPOINT).is_file():
             continue
         rows = report_examples(outcome_table(predictions), examples)
         try:

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from core import results
 from core.metrics import read_predictions
-from core.external import METRICS_FILE as EXTERNAL_METRICS_FILE
-from core.results import STATUSES, SUMMARY_COLUMNS, summary_row
+from core.results import STATUSES, SUMMARY_COLUMNS, read_config, read_history, run_summary_row
 
-SWEEP_MARKERS = ("sweep.json", "summary.csv")
-ARM_FILES = ("config.json", "history.csv", "metrics.json")  # what makes a folder an arm's run folder
-CHECKPOINT = "best.pt"
+SWEEP_MARKERS = (results.SWEEP_RECORD, results.SUMMARY)
+ARM_FILES = (results.CONFIG, results.HISTORY, results.METRICS)  # what makes a folder an arm's run folder
 
 
 class UnsafePath(ValueError):
@@ -69,7 +68,9 @@ def sweep_path(results_root: str | Path, name: str) -> Path:
 
 
 @dataclass
-class Sweep:
+class SweepView:
+    """A sweep folder as the dashboard and the report show it."""
+
     path: Path
     info: dict  # sweep.json; {} while it is not written yet
     summary: pd.DataFrame  # summary.csv columns plus epochs_done and epochs, one row per arm
@@ -101,10 +102,9 @@ class Sweep:
         return resolve_inside(self.path, arm)
 
 
-def load_sweep(path: str | Path) -> Sweep:
+def load_sweep(path: str | Path) -> SweepView:
     path = Path(path)
-    info = read_json(path / "sweep.json") or {}
-    return Sweep(path, info, load_summary(path))
+    return SweepView(path, results.read_sweep_record(path) or {}, load_summary(path))
 
 
 def load_summary(sweep_dir: str | Path) -> pd.DataFrame:
@@ -115,18 +115,15 @@ def load_summary(sweep_dir: str | Path) -> pd.DataFrame:
     configured number), so a running arm can show its progress.
     """
     sweep_dir = Path(sweep_dir)
-    summary_file = sweep_dir / "summary.csv"
     columns = list(SUMMARY_COLUMNS)
-    if summary_file.is_file():
-        summary = pd.read_csv(summary_file, dtype={"arm": str}).reindex(columns=columns)
-    else:
-        summary = pd.DataFrame(columns=columns)
+    summary = results.read_summary(sweep_dir)
+    summary = pd.DataFrame(columns=columns) if summary is None else summary.reindex(columns=columns)
     listed = set(summary["arm"])
     extra = []
     for folder in sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name not in listed):
         if any((folder / f).is_file() for f in ARM_FILES):
-            status = "finished" if (folder / "metrics.json").is_file() else "running"
-            extra.append(summary_row(folder.name, folder, status))
+            status = "finished" if (folder / results.METRICS).is_file() else "running"
+            extra.append(run_summary_row(folder.name, folder, status))
     if extra:
         summary = pd.concat([summary, pd.DataFrame(extra, columns=columns)], ignore_index=True)
     summary["status"] = summary["status"].where(summary["status"].isin(STATUSES), "pending")
@@ -141,43 +138,15 @@ def _progress(sweep_dir: Path, arm: str) -> tuple[int, int | None]:
         arm_dir = resolve_inside(sweep_dir, arm)
     except UnsafePath:
         return 0, None
-    history = load_history(arm_dir)
-    config = load_config(arm_dir) or {}
+    history = read_history(arm_dir)
+    config = read_config(arm_dir) or {}
     return (0 if history is None else len(history)), config.get("epochs")
-
-
-def read_json(path: Path) -> dict | None:
-    """A JSON file's content, or None when it is absent (writes are atomic: never half a file)."""
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def load_config(arm_dir: Path) -> dict | None:
-    return read_json(arm_dir / "config.json")
-
-
-def load_metrics(arm_dir: Path) -> dict | None:
-    return read_json(arm_dir / "metrics.json")
-
-
-def load_external_metrics(arm_dir: Path) -> dict | None:
-    """metrics_external.json (`python -m core.evaluate --external`), None when the arm was not scored."""
-    return read_json(arm_dir / EXTERNAL_METRICS_FILE)
-
-
-def load_history(arm_dir: Path) -> pd.DataFrame | None:
-    path = arm_dir / "history.csv"
-    return pd.read_csv(path) if path.is_file() else None
 
 
 def load_predictions(arm_dir: Path, split: str) -> pd.DataFrame | None:
     """predictions_<split>.csv, validated by core.metrics; None when the arm has none yet."""
-    path = arm_dir / f"predictions_{split}.csv"
+    path = results.predictions_path(arm_dir, split)
     return read_predictions(path)[2] if path.is_file() else None
-
-
-def load_splits(sweep_dir: Path) -> pd.DataFrame | None:
-    path = sweep_dir / "splits.csv"
-    return pd.read_csv(path, dtype=str) if path.is_file() else None
 
 
 def arm_images(arm_dir: Path) -> list[Path]:
@@ -197,9 +166,9 @@ def stamp(path: Path) -> tuple[int, int, int] | None:
 
 def files_signature(sweep_dir: Path) -> tuple:
     """(name, stamp) of every results file of a sweep and of its checkpoints: it changes whenever a run writes."""
-    files = [sweep_dir / name for name in ("sweep.json", "summary.csv")]
+    files = [sweep_dir / name for name in SWEEP_MARKERS]
     if sweep_dir.is_dir():
         files += [p for arm in sweep_dir.iterdir() if arm.is_dir() for p in arm.iterdir()
-                  if p.name in (*ARM_FILES, CHECKPOINT) or p.suffix == ".png"]
+                  if p.name in (*ARM_FILES, results.CHECKPOINT) or p.suffix == ".png"]
     entries = [(str(path), stamp(path)) for path in files if path.is_file()]
     return tuple(sorted(entries))

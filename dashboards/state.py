@@ -5,7 +5,7 @@ from pathlib import Path
 
 import param
 
-from dashboards.results import Sweep, UnsafePath, files_signature, list_sweeps, load_sweep, sweep_path
+from dashboards.results import SweepView, UnsafePath, files_signature, list_sweeps, load_sweep, sweep_path
 
 
 class Dashboard(param.Parameterized):
@@ -20,7 +20,7 @@ class Dashboard(param.Parameterized):
     def __init__(self, results_root: str | Path, requested: str | None = None):
         super().__init__()
         self.results_root = Path(results_root)
-        self.sweep: Sweep | None = None
+        self.sweep: SweepView | None = None
         self._signature = None
         self.param.sweep_name.objects = list_sweeps(self.results_root)
         if requested:

@@ -8,21 +8,18 @@ puts such arms together into a sweep with any mix of statuses.
 """
 from __future__ import annotations
 
-import json
 import platform
-import shutil
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from core import io
+from core import io, results
 from core.config import RunConfig
 from core.labels import CLASSES, NUM_CLASSES
 from core.metrics import evaluate_run, predictions_frame
-from core.results import summary_row, write_summary
+from core.results import run_summary_row, write_summary
 
 CONFIGS = Path(__file__).resolve().parents[1] / "ablations" / "configs"
 
@@ -39,7 +36,6 @@ def build_smoke_sweep(sweep_dir: Path, data_root: Path, arms: list[str] | None =
 
     from core.train import main as train
 
-    started = _now()
     rows = []
     threads = torch.get_num_threads()
     # The smoke models are tiny: with two threads, synchronisation costs more than the
@@ -52,24 +48,25 @@ def build_smoke_sweep(sweep_dir: Path, data_root: Path, arms: list[str] | None =
             status = train(["--config", str(CONFIGS / f"{arm}.yaml"), "--data-root", str(data_root),
                             "--out", str(sweep_dir / arm), "--profile", "smoke", "--set", "augment=device"])
             assert status == 0, f"smoke training of {arm} failed"
-            rows.append(summary_row(arm, sweep_dir / arm, "finished", round(time.perf_counter() - start, 1)))
+            rows.append(run_summary_row(arm, sweep_dir / arm, "finished", round(time.perf_counter() - start, 1)))
     finally:
         torch.set_num_threads(threads)
     write_summary(sweep_dir, rows)
-    shutil.copy(sweep_dir / rows[0]["arm"] / "splits.csv", sweep_dir / "splits.csv")
-    metrics = json.loads((sweep_dir / rows[0]["arm"] / "metrics.json").read_text())
+    results.write_splits(sweep_dir, results.read_splits(sweep_dir / rows[0]["arm"]))
+    metrics = results.read_metrics(sweep_dir / rows[0]["arm"])
     write_sweep_json(sweep_dir, data_root, synthetic=metrics["synthetic_data"],
-                     fingerprint=metrics["data_fingerprint"], started=started, profile="smoke")
+                     fingerprint=metrics["data_fingerprint"], profile="smoke")
     return sweep_dir
 
 
 def write_sweep_json(sweep_dir: Path, data_root: Path | None, synthetic: bool, status: str = "finished",
-                     fingerprint: str = "0" * 16, started: str | None = None, profile: str = "smoke") -> None:
-    io.write_json(sweep_dir / "sweep.json", {
-        "name": sweep_dir.name, "profile": profile, "data_root": None if data_root is None else str(data_root),
+                     fingerprint: str = "0" * 16, profile: str = "smoke") -> None:
+    """sweep.json through the contract's own builders, as the Ray sweep writes it."""
+    record = results.sweep_started({
+        "profile": profile, "data_root": None if data_root is None else str(data_root),
         "data_fingerprint": fingerprint, "synthetic_data": synthetic, "split_seed": 0, "git_commit": "test",
-        "versions": {"python": platform.python_version()}, "started": started or _now(),
-        "finished": _now() if status == "finished" else None, "status": status})
+        "versions": {"python": platform.python_version()}})
+    results.write_sweep_record(sweep_dir, record if status == "running" else results.sweep_ended(record, status))
 
 
 def make_sweep(root: Path, name: str, arms: dict[str, str], synthetic: bool = True,
@@ -85,7 +82,7 @@ def make_sweep(root: Path, name: str, arms: dict[str, str], synthetic: bool = Tr
             fake_arm(sweep / arm, seed=seed, finished=status == "finished", synthetic=synthetic)
         for extra in range(1, (seeds or {}).get(arm, 1)):
             fake_arm(sweep / arm / "seeds" / f"seed_{extra}", seed=100 * extra + seed, synthetic=synthetic)
-        rows.append(summary_row(arm, sweep / arm, status, 10.0 * seed if status == "finished" else None))
+        rows.append(run_summary_row(arm, sweep / arm, status, 10.0 * seed if status == "finished" else None))
     sweep.mkdir(parents=True, exist_ok=True)
     write_summary(sweep, rows)
     write_sweep_json(sweep, None, synthetic, status="running" if "running" in arms.values() else "finished")
@@ -97,13 +94,13 @@ def fake_arm(run_dir: Path, seed: int = 0, finished: bool = True, epochs: int = 
     """A run folder from random (but better than chance) predictions; no checkpoint."""
     rng = np.random.default_rng(seed)
     config = RunConfig(name=run_dir.name, epochs=epochs).to_dict()
-    io.write_json(run_dir / "config.json", config)
+    results.write_config(run_dir, config)
     done = epochs if finished else max(1, epochs - 2)
     history = pd.DataFrame({"epoch": range(1, done + 1), "train_loss": rng.uniform(0.5, 2, done),
                             "val_loss": rng.uniform(0.5, 2, done), "val_acc": rng.uniform(0, 1, done),
                             "val_macro_f1": rng.uniform(0, 1, done), "val_mel_recall": rng.uniform(0, 1, done),
                             "lr": 3e-4, "seconds": 1.0})
-    io.write_csv(run_dir / "history.csv", history)
+    io.write_csv(run_dir / results.HISTORY, history)
     if not finished:
         return run_dir
     frames = {}
@@ -112,21 +109,17 @@ def fake_arm(run_dir: Path, seed: int = 0, finished: bool = True, epochs: int = 
         logits = rng.normal(size=(n, NUM_CLASSES)) + 2 * np.eye(NUM_CLASSES)[labels]
         probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
         frames[split] = predictions_frame([f"IMG_{split}_{i:04d}" for i in range(n)], labels, probs)
-        io.write_csv(run_dir / f"predictions_{split}.csv", frames[split])
+        results.write_predictions(run_dir, split, frames[split])
     test_ids = frames["test"]["image_id"]
     test_info = pd.DataFrame({"lesion_id": [f"L{i // 2}" for i in range(n)],  # two images per lesion
                               "sex": rng.choice(["female", "male"], n), "age": rng.choice([35.0, 55.0, 70.0], n),
                               "localization": rng.choice(["back", "face", "trunk"], n)}, index=test_ids)
     splits = pd.concat([frames["val"].assign(split="val", lesion_id=frames["val"]["image_id"]),
                         frames["test"].assign(split="test", lesion_id=list(test_info["lesion_id"]))])
-    io.write_csv(run_dir / "splits.csv", splits[["image_id", "lesion_id", "dx", "split"]])
+    results.write_splits(run_dir, splits[["image_id", "lesion_id", "dx", "split"]])
     metrics = evaluate_run(frames["val"], frames["test"], test_info, replicates=50, seed=seed)
     metrics.update(selected_epoch=int(rng.integers(1, epochs + 1)), select_on=config["select_on"],
                    epochs_run=epochs, synthetic_data=synthetic, data_fingerprint="0" * 16,
                    train_counts=dict.fromkeys(CLASSES, 10))
-    io.write_json(run_dir / "metrics.json", metrics)
+    results.write_metrics(run_dir, metrics)
     return run_dir
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -19,9 +19,9 @@ from core.cvae import load_cvae
 from core.data.dataset import load_dataset
 from core.evaluate import main as evaluate_cli
 from core.explain import main as explain_cli
-from core.external import METRICS_FILE as EXTERNAL_METRICS_FILE
+from core.results import EXTERNAL_METRICS as EXTERNAL_METRICS_FILE
 from core.predict import load_run, main as predict_cli
-from core.results import summary_row, write_summary
+from core.results import run_summary_row, write_summary
 from core.train import main as train_cli
 from dashboards.report import main as report_cli
 from dashboards.state import Dashboard
@@ -67,7 +67,7 @@ def sweep(trained_run, demo_root, tmp_path_factory) -> Path:
     shutil.copytree(run, sweep_dir / "baseline")
     hostile = shutil.copytree(run, sweep_dir / "hostile")
     craft(hostile / "best.pt", load_checkpoint(run / "best.pt"), sweep_dir.parent / "code-ran")
-    write_summary(sweep_dir, [summary_row(arm, sweep_dir / arm, "finished") for arm in ("baseline", "hostile")])
+    write_summary(sweep_dir, [run_summary_row(arm, sweep_dir / arm, "finished") for arm in ("baseline", "hostile")])
     write_sweep_json(sweep_dir, demo_root, synthetic=True)
     return sweep_dir
 

@@ -10,16 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.results import summary_row, write_summary
-from dashboards.results import (
-    UnsafePath,
-    list_sweeps,
-    load_history,
-    load_metrics,
-    load_sweep,
-    resolve_inside,
-    sweep_path,
-)
+from core.results import run_summary_row, write_summary
+from core.results import read_history, read_metrics
+from dashboards.results import UnsafePath, list_sweeps, load_sweep, resolve_inside, sweep_path
 from dashboards.tables import (
     operating_point_rows,
     operating_points_by_arm,
@@ -40,7 +33,7 @@ def test_complete_sweep(tmp_path):
     assert list(overall["status"]) == ["finished"] * 3
     assert overall["test acc"].between(0, 1).all() and list(overall["progress"]) == ["3/3"] * 3
     assert list(recall_table(sweep.summary).columns) == ["arm", "akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
-    metrics = load_metrics(sweep.arm_dir("baseline"))
+    metrics = read_metrics(sweep.arm_dir("baseline"))
     assert list(operating_point_rows(metrics)["target_recall"]) == [0.85, 0.90, 0.95]
     assert list(operating_point_rows(metrics, "chosen_on_test")["target_recall"]) == [0.85, 0.90, 0.95]
 
@@ -54,12 +47,12 @@ def test_partial_sweep_shows_running_and_failed_arms(tmp_path):
     assert status == {"baseline": "finished", "sampler": "running", "b2_mel_select": "failed",
                       "long_mel_select": "pending", "mel_upweight_x3": "running"}
     assert sweep.finished_arms() == ["baseline"]
-    assert load_metrics(sweep.arm_dir("sampler")) is None
-    assert len(load_history(sweep.arm_dir("sampler"))) == 1
+    assert read_metrics(sweep.arm_dir("sampler")) is None
+    assert len(read_history(sweep.arm_dir("sampler"))) == 1
     overall = overall_table(sweep.summary).set_index("arm")
     assert overall.loc["sampler", "progress"] == "1/3"
     assert pd.isna(overall.loc["sampler", "test acc"]) and pd.isna(overall.loc["sampler", "epoch"])
-    table4 = operating_points_by_arm({arm: load_metrics(sweep.arm_dir(arm)) for arm in sweep.arms})
+    table4 = operating_points_by_arm({arm: read_metrics(sweep.arm_dir(arm)) for arm in sweep.arms})
     assert list(table4["arm"]) == sweep.arms
     assert table4.set_index("arm").loc["sampler"].isna().all()
 
@@ -92,7 +85,7 @@ def test_data_origin_comes_from_sweep_json_then_arms(tmp_path):
     (real / "sweep.json").unlink()
     assert load_sweep(real).synthetic is False  # the arm's own flag
     shutil.rmtree(real / "baseline")
-    write_summary(real, [summary_row("sampler", real / "sampler", "pending")])
+    write_summary(real, [run_summary_row("sampler", real / "sampler", "pending")])
     assert load_sweep(real).synthetic is None  # nothing says
 
 
@@ -142,7 +135,7 @@ def test_dashboard_poll_picks_up_a_finishing_arm_and_new_sweeps(tmp_path):
     dash.poll()
     assert dash.version == version  # nothing changed on disk
     fake_arm(sweep_dir / "sampler", seed=5)
-    write_summary(sweep_dir, [summary_row(a, sweep_dir / a, "finished") for a in ("baseline", "sampler")])
+    write_summary(sweep_dir, [run_summary_row(a, sweep_dir / a, "finished") for a in ("baseline", "sampler")])
     dash.poll()
     assert dash.version > version
     assert dash.sweep.finished_arms() == ["baseline", "sampler"]

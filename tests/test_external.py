@@ -24,10 +24,8 @@ from core.evaluate import main
 from dashboards.report import main as report
 from core.external import (
     HAM_FORMAT,
-    METRICS_FILE,
     ONE_HOT_CLASSES,
     ONE_HOT_FORMAT,
-    PREDICTIONS_FILE,
     evaluate_external,
     find_ground_truth,
     load_external,
@@ -35,6 +33,8 @@ from core.external import (
 )
 from core.metrics import classification_metrics, interval_thresholds, read_predictions
 from core.predict import load_run
+from core.results import EXTERNAL_METRICS as METRICS_FILE
+from core.results import EXTERNAL_PREDICTIONS as PREDICTIONS_FILE
 from tests.sweep_fixture import build_smoke_sweep
 from tests.test_report import table_after
 

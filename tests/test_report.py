@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 
+from core.results import read_sweep_record
 from dashboards.report import main
 from tests.sweep_fixture import make_sweep, write_sweep_json
 
@@ -30,6 +31,8 @@ def test_report_of_the_smoke_sweep(smoke_sweep, tmp_path):
     text = (out / "report.md").read_text()
     arms = sorted(p.parent.name for p in smoke_sweep.glob("*/metrics.json"))
     assert "SYNTHETIC demo data" in text.split("##")[0]  # labelled at the top
+    record = read_sweep_record(smoke_sweep)  # written by the contract's own builders, as the Ray sweep's is
+    assert f"- **started**: `{record['started']}`" in text and f"- **ended**: `{record['ended']}`" in text
     for heading in TABLES:
         assert sorted(row[0] for row in table_after(text, heading)) == arms, heading
     assert "study test acc" not in text  # the study's HAM10000 figures never sit beside synthetic ones

@@ -4,7 +4,8 @@ from __future__ import annotations
 import panel as pn
 
 from dashboards.figures import confusion_figure, history_figure, reliability_figure, titled
-from dashboards.results import arm_images, load_config, load_external_metrics, load_history, load_metrics
+from core.results import read_config, read_external_metrics, read_history, read_metrics
+from dashboards.results import arm_images
 from dashboards.state import Dashboard
 from dashboards.tables import EXTERNAL_NOTE, external_by_arm, intervals_by_arm, subgroup_rows
 from dashboards.views.common import figure, no_sweep, note, table
@@ -49,7 +50,7 @@ def arm_view(dash: Dashboard) -> pn.param.ParamFunction:
             return no_sweep()
         arm_dir = sweep.arm_dir(arm)
         status = sweep.summary.set_index("arm").loc[arm, "status"]
-        metrics, history, config = load_metrics(arm_dir), load_history(arm_dir), load_config(arm_dir)
+        metrics, history, config = read_metrics(arm_dir), read_history(arm_dir), read_config(arm_dir)
         parts = [pn.pane.Markdown(f"### Arm `{arm}`: {status}")]
         if metrics is None:
             parts.append(note(f"No metrics.json yet: the arm is {status}."
@@ -58,7 +59,7 @@ def arm_view(dash: Dashboard) -> pn.param.ParamFunction:
             parts += [pn.pane.Markdown(metrics_line(metrics)),
                       figure(confusion_figure(metrics["test"]["confusion"],
                                               titled(f"{arm}: test confusion matrix", sweep.synthetic)))]
-            parts += evaluation_parts(arm, metrics, sweep.synthetic, load_external_metrics(arm_dir))
+            parts += evaluation_parts(arm, metrics, sweep.synthetic, read_external_metrics(arm_dir))
         if history is not None and len(history):
             selected = metrics["selected_epoch"] if metrics else None
             parts.append(figure(history_figure(history, selected, titled(f"{arm}: training", sweep.synthetic))))

@@ -10,7 +10,7 @@ from bokeh.models.widgets.tables import NumberFormatter
 from matplotlib.figure import Figure
 from PIL import Image
 
-from dashboards.results import Sweep
+from dashboards.results import SweepView
 
 SYNTHETIC_NOTE = ("**SYNTHETIC demo data.** This sweep ran on the built-in synthetic dataset, not HAM10000: "
                   "no figure here says anything about skin lesions, and the source study's figures are not shown.")
@@ -41,7 +41,7 @@ def image(array: np.ndarray, width: int = 224, **params) -> pn.pane.PNG:
     return pn.pane.PNG(buffer.getvalue(), width=width, **params)
 
 
-def data_notice(sweep: Sweep) -> pn.pane.Alert | None:
+def data_notice(sweep: SweepView) -> pn.pane.Alert | None:
     """The synthetic-data warning, or a note that nothing says what the data was."""
     if sweep.synthetic:
         return pn.pane.Alert(SYNTHETIC_NOTE, alert_type="warning", css_classes=["synthetic-note"])

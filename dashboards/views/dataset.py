@@ -6,7 +6,7 @@ import json
 import panel as pn
 
 from dashboards.datasets import dataset_figures
-from dashboards.results import load_splits
+from core.results import read_splits
 from dashboards.state import Dashboard
 from dashboards.tables import split_counts
 from dashboards.views.common import data_notice, no_sweep, note, table
@@ -21,7 +21,7 @@ def dataset_view(dash: Dashboard) -> pn.param.ParamFunction:
             return no_sweep()
         parts = [pn.pane.Markdown(f"### Dataset of sweep `{sweep.name}`\nData root: `{sweep.data_root}`")]
         parts += [n for n in [data_notice(sweep)] if n is not None]
-        splits = load_splits(sweep.path)
+        splits = read_splits(sweep.path)
         if splits is not None:
             parts += [pn.pane.Markdown("#### The sweep's lesion-wise split (splits.csv)"),
                       table(split_counts(splits), css_classes=["split-table"])]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import panel as pn
 
 from core.labels import CLASSES
+from core.results import CHECKPOINT
 from dashboards.cams import OUTCOMES, cam_images, outcome_table, select_images
 from dashboards.results import load_predictions
 from dashboards.state import Dashboard
@@ -31,7 +32,7 @@ def gallery_page(dash: Dashboard, arm: str | None, dx_value: str, outcome_value:
         return no_sweep()
     arm_dir = sweep.arm_dir(arm)
     predictions = load_predictions(arm_dir, "test")
-    if predictions is None or not (arm_dir / "best.pt").is_file():
+    if predictions is None or not (arm_dir / CHECKPOINT).is_file():
         return note(f"Arm `{arm}` has no test predictions or checkpoint yet.")
     if sweep.data_root is None or not sweep.data_root.is_dir():
         return note(f"The sweep's images are not here: data_root {sweep.data_root} is missing.", "warning")

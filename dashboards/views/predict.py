@@ -7,6 +7,7 @@ import panel as pn
 
 from core.labels import CLASS_INDEX, CLASS_NAMES, CLASSES, MEL
 from core.predict import calibrated, gradcam_overlay, mel_flags, predict_images
+from core.results import CHECKPOINT
 from dashboards.cams import trained_model
 from dashboards.figures import probability_figure
 from dashboards.state import Dashboard
@@ -46,7 +47,7 @@ def predict_view(dash: Dashboard) -> pn.Column:
 
     def sync_arms(*_):
         sweep = dash.sweep
-        ready = [a for a in (sweep.finished_arms() if sweep else []) if (sweep.arm_dir(a) / "best.pt").is_file()]
+        ready = [a for a in (sweep.finished_arms() if sweep else []) if (sweep.arm_dir(a) / CHECKPOINT).is_file()]
         arm.options = ready
         if arm.value not in ready:
             arm.value = dash.arm if dash.arm in ready else (ready or [None])[0]

@@ -1,10 +1,10 @@
-"""Sweep tab: what the sweep is, and its summary table, refreshed while it runs."""
+"""SweepView tab: what the sweep is, and its summary table, refreshed while it runs."""
 from __future__ import annotations
 
 import pandas as pd
 import panel as pn
 
-from dashboards.results import Sweep
+from dashboards.results import SweepView
 from dashboards.state import Dashboard
 from dashboards.tables import SEED_NOTE, overall_table, seed_table, study_comparison
 from dashboards.views.common import data_notice, no_sweep, number_formats, table
@@ -15,12 +15,12 @@ CAPTION = ("Test-set figures of each arm's selected checkpoint. Click a column h
 STUDY_CAPTION = ("#### Beside the source study\nThe `study` columns are the source study's test figures on "
                  "real HAM10000 (lesion-wise split, 1003 test images).")
 SEEDS_CAPTION = f"#### Across training seeds\n{SEED_NOTE}"
-INFO_KEYS = ("profile", "status", "started", "finished", "data_root", "data_fingerprint", "split_seed",
+INFO_KEYS = ("profile", "status", "started", "ended", "data_root", "data_fingerprint", "split_seed",
              "git_commit")
 
 
-def describe(sweep: Sweep) -> str:
-    lines = [f"### Sweep `{sweep.name}`", ""]
+def describe(sweep: SweepView) -> str:
+    lines = [f"### SweepView `{sweep.name}`", ""]
     lines += [f"- **{key}**: `{sweep.info[key]}`" for key in INFO_KEYS if sweep.info.get(key) is not None]
     if not sweep.info:
         lines.append("- sweep.json is not written yet")

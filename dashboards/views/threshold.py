@@ -9,7 +9,8 @@ from core.calibration import apply_temperature
 from core.labels import MEL, PROB_COLUMNS
 from core.metrics import at_threshold, threshold_curve
 from dashboards.figures import threshold_figure, titled
-from dashboards.results import load_metrics, load_predictions
+from core.results import read_metrics
+from dashboards.results import load_predictions
 from dashboards.state import Dashboard
 from dashboards.tables import VARIANTS, operating_point_rows
 from dashboards.views.common import figure, no_sweep, note, table
@@ -70,7 +71,7 @@ def threshold_view(dash: Dashboard) -> pn.Column:
 
     def sync_slider(*_):
         """Start the slider at the arm's recall >= 0.85 threshold chosen on validation."""
-        metrics = load_metrics(dash.sweep.arm_dir(dash.arm)) if dash.sweep and dash.arm else None
+        metrics = read_metrics(dash.sweep.arm_dir(dash.arm)) if dash.sweep and dash.arm else None
         points = _scale(metrics, scale.value)[0] if metrics else None
         if points in (metrics or {}):
             first = metrics[points]["chosen_on_val"][0]["threshold"]
@@ -91,7 +92,7 @@ def threshold_view(dash: Dashboard) -> pn.Column:
         frames, marks = {}, {}
         for arm in selected:
             predictions = load_predictions(sweep.arm_dir(arm), "test")
-            metrics = load_metrics(sweep.arm_dir(arm))
+            metrics = read_metrics(sweep.arm_dir(arm))
             if predictions is None or metrics is None:
                 continue
             points, temperature = _scale(metrics, on_scale)
@@ -109,7 +110,7 @@ def threshold_view(dash: Dashboard) -> pn.Column:
         if sweep is None or arm is None:
             return no_sweep()
         arm_dir = sweep.arm_dir(arm)
-        metrics = load_metrics(arm_dir)
+        metrics = read_metrics(arm_dir)
         if metrics is None:
             return note(f"Arm `{arm}` has no metrics yet.")
         points, temperature = _scale(metrics, on_scale)
