@@ -8,11 +8,8 @@ after each epoch, and the node the rank ran on. The trial itself is the sweep's 
 from __future__ import annotations
 
 import hashlib
-import importlib.abc
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +17,7 @@ import pandas as pd
 import pytest
 
 from core.labels import CLASS_INDEX, NUM_CLASSES
+from tests.ray_probes import patch_on_import
 
 pytestmark = pytest.mark.slow
 
@@ -34,23 +32,7 @@ def install_probes() -> None:
     Only the trial's own processes import ray_jobs.trainable; the others stay light.
     """
     if os.environ.get(PROBE_DIR):
-        sys.meta_path.insert(0, ProbeOnImport())
-
-
-class ProbeOnImport(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name != "ray_jobs.trainable":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
-        load = spec.loader.exec_module
-
-        def exec_module(module):
-            load(module)
-            probe(module)
-
-        spec.loader.exec_module = exec_module
-        return spec
+        patch_on_import("ray_jobs.trainable", probe)
 
 
 def probe(trainable) -> None:
