@@ -15,15 +15,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # `python ablations/run_all.py` from anywhere
 
 import ray  # noqa: E402
+import torch  # noqa: E402
 
 from core import io  # noqa: E402
 from core.config import ConfigError, parse_overrides  # noqa: E402
 from core.data.demo import make_demo_dataset  # noqa: E402
 from core.data.metadata import DatasetError, find_metadata  # noqa: E402
+from core.data.parallel import usable_cpus  # noqa: E402
 from ray_jobs import storage  # noqa: E402
 from ray_jobs.arms import load_arms  # noqa: E402
+from ray_jobs.estimate import estimate_line  # noqa: E402
 from ray_jobs.packing import default_share, read_measurements  # noqa: E402
-from ray_jobs.preflight import check_weights  # noqa: E402
+from ray_jobs.preflight import check_resources, check_weights  # noqa: E402
 from ray_jobs.resources import resolve  # noqa: E402
 from ray_jobs.sweep import SWEEP_FILE, Sweep, check_data, run, start  # noqa: E402
 
@@ -68,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as the cluster holds "
                                                             "now; 0 = no limit, for autoscaling clusters)")
     return p
+
+
+def trial_shape(args: argparse.Namespace, sweep: Sweep) -> tuple[int, float, float]:
+    """(workers, CPUs and GPUs per worker) of one trial: the resumed sweep's, else the options' (defaults 1, 1, 0)."""
+    if sweep.resources:
+        return sweep.resources.workers, sweep.resources.cpus_per_worker, sweep.resources.gpus_per_worker
+    return args.workers_per_trial or 1, args.cpus_per_worker or 1.0, args.gpus_per_worker or 0.0
 
 
 def local_runtime_env() -> dict:
@@ -138,9 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sweep, run_configs, record = resumed_sweep(args, results) if args.resume else new_sweep(args, results, profile)
         check_weights(run_configs)  # an offline machine stops here, at once, not in every trial
-        facts, splits = check_data(sweep, run_configs, record)  # a bad dataset stops here, before any write
         # A job's workers have its working_dir, and a joined cluster needs the code at this path.
         local = not (args.address or os.environ.get("RAY_ADDRESS"))
+        if local:  # a trial too big for this machine would wait forever in PENDING
+            check_resources(*trial_shape(args, sweep), usable_cpus(), torch.cuda.device_count())
+        facts, splits = check_data(sweep, run_configs, record)  # a bad dataset stops here, before any write
+        if local and sweep.profile == "full" and not torch.cuda.is_available():
+            print(estimate_line(run_configs, splits, sweep.samples * sweep.seeds), flush=True)
         ray.init(address=args.address, runtime_env=local_runtime_env() if local else None)
         if sweep.resources is None:
             cluster, gpus_per_worker = ray.cluster_resources(), args.gpus_per_worker
@@ -162,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         columns[2:5] = ["seeds", *(f"{name}_{stat}" for name in ("test_acc", "test_macro_f1", "test_mel_recall")
                                    for stat in ("mean", "std"))]
     print(summary[columns].to_string(index=False))
+    for arm, error in summary.loc[summary["error"].notna(), ["arm", "error"]].itertuples(index=False):
+        print(f"{arm} failed, not retried: {error}")
     if facts["synthetic_data"]:
         print("SYNTHETIC demo data: these figures say nothing about HAM10000 or skin lesions.")
     print(f"sweep {status}; results in {results}")

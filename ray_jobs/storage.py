@@ -89,6 +89,13 @@ def local_copy(uri: str) -> Iterator[str]:
         yield local
 
 
+def remove(uri: str) -> None:
+    """Delete the file `uri`, if there is one."""
+    fs, path = _resolve(uri)
+    if fs.get_file_info(path).type == pyarrow.fs.FileType.File:
+        fs.delete_file(path)
+
+
 def list_dirs(uri: str) -> list[str]:
     """Names of the sub-folders of `uri` (none if it does not exist)."""
     fs, path = _resolve(uri)

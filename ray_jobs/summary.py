@@ -1,7 +1,8 @@
 """summary.csv while the sweep runs, and each arm's folder once all its samples are done.
 
 `SummaryCallback` is a Tune callback in the driver. When a trial starts, ends or fails,
-it rewrites summary.csv (one row per arm: pending, running, finished or failed). When
+it rewrites summary.csv (one row per arm: pending, running, finished or failed, a failed
+one with its error when no retry could fix it: ray_jobs/permanent.py). When
 every sample of an arm has ended, it settles the arm: with several samples, the best
 finished one (on the arm's own select_on, by core's selection key) moves from
 `<arm>/samples/<trial_id>/` into `<arm>/`, the others stay under `<arm>/samples/`. With
@@ -20,6 +21,7 @@ from ray.tune.experiment import Trial
 from core.metrics import selection_key
 from core.results import SEEDS_DIR, summary_row, write_summary
 from ray_jobs import storage
+from ray_jobs.permanent import recorded_error
 
 
 def ended(trial: Trial) -> bool:
@@ -58,7 +60,10 @@ def arm_row(arm: str, arm_dir: str, trials: list[Trial], running: Trial | None, 
                 Path(local, SEEDS_DIR, name).mkdir(parents=True)
                 Path(local, SEEDS_DIR, name, "metrics.json").write_text(storage.read_text(seed_metrics))
         wall = sum(t.last_result.get("time_total_s", 0.0) for t in trials)
-        return summary_row(arm, local, status, round(wall, 1))
+        row = summary_row(arm, local, status, round(wall, 1))
+    if status == "failed":
+        row["error"] = recorded_error(arm_dir)
+    return row
 
 
 def read_summary(results: str) -> pd.DataFrame:

@@ -4,7 +4,8 @@ The trial function (`run_trial`) holds no CPU. It builds a `TorchTrainer` whose 
 each run `train_worker`: core's own loop, which wraps the model in DDP, shards with its
 own samplers (the weighted one stays rebalanced on every rank), gathers evaluation
 predictions, and writes from rank 0 only. Every epoch is reported to Ray Train with a
-checkpoint; `TuneReportCallback` forwards rank 0's metrics to Tune.
+checkpoint; `TuneReportCallback` forwards rank 0's metrics to Tune. A trial that fails
+for good records why, and its retries stop at once (`ray_jobs.permanent`).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from core.checkpoints import load_checkpoint
 from core.config import RunConfig, from_dict
 from core.results import SEEDS_DIR
 from core.train import fit
-from ray_jobs import faults, storage
+from ray_jobs import faults, permanent, storage
 from ray_jobs.packing import PackedOutOfMemory, out_of_memory_message
 from ray_jobs.arms import PRE_STEPS
 
@@ -104,6 +105,17 @@ def run_trial(config: dict) -> None:
     settled = {arm_dir} if sweep["samples"] > 1 else set()
     if any(storage.exists(storage.join(folder, "metrics.json")) for folder in {out} | settled):
         return
+    permanent.raise_if_recorded(out)  # an earlier attempt failed for good: the same error, and no training
+    try:
+        train(config, cfg, out, trial_id)
+    except Exception as e:
+        permanent.record_if_permanent(out, e, cfg)
+        raise
+
+
+def train(config: dict, cfg: RunConfig, out: str, trial_id: str) -> None:
+    """The trial's pre-step, if its arm has one, then its Train run writing to `out`."""
+    sweep, arm = config["sweep"], config["arm"]
     resources = {"CPU": sweep["cpus_per_worker"]}
     if sweep["gpus_per_worker"]:
         resources["GPU"] = sweep["gpus_per_worker"]

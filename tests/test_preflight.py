@@ -1,6 +1,10 @@
-"""Pre-flight: a sweep whose arms cannot get their pretrained weights is refused before any cache or Ray."""
+"""Pre-flight: a sweep whose arms cannot get their pretrained weights, or whose trial cannot fit on this
+machine, is refused before any cache or Ray; a full sweep without a GPU says how long it will take."""
 from __future__ import annotations
 
+import re
+
+import pandas as pd
 import pytest
 import timm
 from huggingface_hub import constants as hf_constants
@@ -9,7 +13,8 @@ from ablations import run_all
 from core.config import ConfigError
 from core.model import weights_problem
 from ray_jobs.arms import load_arms
-from ray_jobs.preflight import check_weights
+from ray_jobs.estimate import seconds_per_image, sweep_seconds
+from ray_jobs.preflight import check_resources, check_weights
 
 
 @pytest.fixture
@@ -76,3 +81,94 @@ def test_run_all_refuses_before_checking_data_or_starting_ray(offline, demo_root
     err = capsys.readouterr().err
     assert "baseline, sampler: cannot download ImageNet weights" in err and "pretrained=pypi" in err
     assert not (tmp_path / "results").exists()
+
+
+def test_a_trial_bigger_than_the_machine_is_refused_with_a_shape_that_fits():
+    with pytest.raises(ConfigError) as refused:
+        check_resources(4, 2, 0, cpus=2, gpus=0)
+    assert str(refused.value) == ("one trial cannot fit: 4 worker(s) x 2 CPU(s) = 8 CPUs, but this machine has 2; "
+                                  "fix: --workers-per-trial 1, or join a larger cluster (--address)")
+    with pytest.raises(ConfigError, match="fix: --workers-per-trial 1 --cpus-per-worker 2,"):
+        check_resources(1, 4, 0, cpus=2, gpus=0)
+    with pytest.raises(ConfigError, match="2 worker.s. x 1 GPU.s. = 2 GPUs, but this machine has 1; "
+                                          "fix: --workers-per-trial 1,"):
+        check_resources(2, 1, 1, cpus=8, gpus=1)
+    check_resources(2, 1, 0, cpus=2, gpus=0)
+    check_resources(2, 4, 0.5, cpus=8, gpus=1)
+
+
+def test_a_gpu_asked_for_where_none_exists_is_refused():
+    with pytest.raises(ConfigError, match="--gpus-per-worker 0.5 asks for a GPU, but this machine has none .* "
+                                          "leave out --gpus-per-worker to train on the CPUs"):
+        check_resources(1, 1, 0.5, cpus=2, gpus=0)
+
+
+def stop_before_ray(monkeypatch) -> None:
+    def stop(*args, **kwargs):
+        raise ReachedRay
+
+    monkeypatch.setattr(run_all.ray, "init", stop)
+
+
+class ReachedRay(Exception):
+    pass
+
+
+def test_run_all_refuses_a_trial_too_big_for_this_machine_before_the_data_check(demo_root, tmp_path, monkeypatch,
+                                                                                 capsys):
+    def never(*args, **kwargs):
+        raise AssertionError("the sweep went on past the pre-flight")
+
+    monkeypatch.setattr(run_all, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(run_all, "check_data", never)
+    stop_before_ray(monkeypatch)
+    status = run_all.main(["--data-root", str(demo_root), "--results", str(tmp_path / "results"), "--profile", "smoke",
+                           "--workers-per-trial", "3"])
+    assert status == 2
+    assert "one trial cannot fit: 3 worker(s) x 1 CPU(s) = 3 CPUs, but this machine has 2" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+
+
+def test_sweep_seconds_are_the_probe_times_the_images_of_every_epoch():
+    arms = load_arms(["baseline", "sampler", "b2_mel_select"], "full", {"epochs": 10, "pretrained": "none"})
+    splits = pd.DataFrame({"split": ["train"] * 100 + ["val"] * 20 + ["test"] * 30})
+    probed = []
+
+    def probe(backbone, image_size):
+        probed.append((backbone, image_size))
+        return {"efficientnet_b0": (0.1, 0.02), "efficientnet_b2": (0.3, 0.05)}[backbone]
+
+    seconds = sweep_seconds(arms, splits, repeats=3, probe=probe)
+    b0 = 10 * (100 * 0.1 + 20 * 0.02) + 50 * 0.02
+    b2 = 10 * (100 * 0.3 + 20 * 0.05) + 50 * 0.05
+    assert seconds == pytest.approx(3 * (2 * b0 + b2))
+    assert sorted(probed) == [("efficientnet_b0", 224), ("efficientnet_b2", 224)]  # once per backbone and size
+
+
+def test_the_probe_times_a_real_training_step():
+    train, predict = seconds_per_image("test_efficientnet", 32)
+    assert 0 < predict and 0 < train < 10
+
+
+def test_a_full_sweep_without_a_gpu_prints_its_estimate_before_ray(demo_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(run_all.torch.cuda, "is_available", lambda: False)
+    stop_before_ray(monkeypatch)
+    with pytest.raises(ReachedRay):
+        run_all.main(["--data-root", str(demo_root), "--results", str(tmp_path / "results"), "--arms", "baseline",
+                      "--set", "backbone=test_efficientnet", "image_size=32", "pretrained=none"])
+    out = capsys.readouterr().out
+    assert re.search(r"no GPU here: estimated \d+\.\d hours on this CPU for 1 arm\(s\) x 1 .* probe of 1 backbone",
+                     out), out
+
+
+def test_the_demo_and_smoke_profiles_skip_the_probe(demo_root, tmp_path, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("probed")
+
+    monkeypatch.setattr(run_all, "estimate_line", never)
+    monkeypatch.setattr(run_all.torch.cuda, "is_available", lambda: False)
+    stop_before_ray(monkeypatch)
+    for profile in ("demo", "smoke"):
+        with pytest.raises(ReachedRay):
+            run_all.main(["--data-root", str(demo_root), "--results", str(tmp_path / profile), "--profile", profile,
+                          "--arms", "baseline"])
