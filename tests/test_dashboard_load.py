@@ -1,0 +1,183 @@
+"""The dashboard under load: 10 browser sessions at once against one `panel serve` on 127.0.0.1.
+
+Every session opens the app and switches tabs; five of them also upload an image to
+Predict, at the same moment. Each must get its tables, figures and prediction, with no
+error in the page's console, no failed request to the server (Panel's stylesheets on its
+CDN are out of reach here and left out) and no traceback in the server's log.
+The same load runs twice. The first round warms the server up: the imports, the models
+and Grad-CAM caches load once per process, and its allocators grow to ten sessions at
+once and keep those arenas (about 85 MiB here, which stay whether or not anything leaks).
+The server's memory (VmRSS of the `panel serve` process, from /proc) is read once that
+round has closed, during the second round, and after it closes: it must come back to the
+first reading within MEMORY_MARGIN. Figures are printed (`-s`) and recorded in README.md.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from tests import test_dashboard_browser as browser  # skips this module without playwright or chromium
+from tests.sweep_fixture import build_smoke_sweep
+
+pytestmark = browser.pytestmark
+async_api = pytest.importorskip("playwright.async_api")
+
+SESSIONS = 10
+UPLOADS = 5  # of the sessions
+# Unused sessions are discarded within about 2 s of their page closing (Bokeh's default is 15 to 17 s).
+SESSION_OPTIONS = ("--check-unused-sessions", "1000", "--unused-session-lifetime", "1000")
+# Measured here (2 cores, smoke models, 2026-12-01): 1018 to 1027 MiB idle, 1110 after a first
+# round of ten, then 4 and 17 MiB more after a second (two runs). A leak of what a session holds
+# (its document, figures and prediction: the first round's 8 MiB a session) would add about
+# 85 MiB a round; 48 MiB allows the allocators' noise and still catches that.
+MEMORY_MARGIN = 48 * 2**20
+SETTLE_S = 45  # the longest wait for memory to come back
+WAIT_MS = 120_000  # per element, while ten sessions share two cores
+
+# The tabs each session visits, and the element that shows each rendered: a table, the figures.
+TABS = {"Melanoma threshold": ".op-chosen-on-val .tabulator-row", "Grad-CAM": ".gallery-card",
+        "Sweep": ".summary-table .tabulator-row"}
+
+
+def rss(pid: int) -> int:
+    """Resident memory of process `pid` in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def server_pid(url: str) -> int:
+    """The `panel serve` process listening on `url`'s port."""
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"panel" in args and b"--port" in args and args[args.index(b"--port") + 1] == port.encode():
+            return int(cmdline.parent.name)
+    raise AssertionError(f"no panel serve process on port {port}")
+
+
+def off_host(resource: str, app: str) -> bool:
+    """A resource from elsewhere than the app's server: Panel's CSS on its CDN, unreachable from this sandbox."""
+    return resource.startswith("http") and not resource.startswith(app.rsplit("/", 1)[0])
+
+
+async def session(browser_, url: str, image: Path | None, start: asyncio.Event) -> dict:
+    """One user: open the app, visit every tab, and (with `image`) predict it. Returns its timings and errors."""
+    context = await browser_.new_context(viewport={"width": 1400, "height": 1000})
+    page = await context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text)
+            if message.type == "error" and not off_host(message.location.get("url", ""), url) else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("requestfailed", lambda request: errors.append(f"{request.url}: {request.failure}")
+            if not off_host(request.url, url) else None)
+    await start.wait()
+    began = time.perf_counter()
+    await page.goto(url, timeout=WAIT_MS)
+    await page.locator(TABS["Sweep"]).first.wait_for()  # the first tab
+    first_render = time.perf_counter() - began
+    for tab, shown in TABS.items():
+        await page.locator(".bk-tab", has_text=tab).first.click()
+        await page.locator(shown).first.wait_for()
+    predicted = None
+    if image is not None:
+        await page.locator(".bk-tab", has_text="Predict").first.click()
+        await page.locator(".upload input[type=file]").set_input_files(image)
+        await page.locator(".gradcam img").wait_for()
+        predicted = await page.locator(".probabilities .tabulator-row").count()
+    await context.close()
+    return {"first_render_s": first_render, "total_s": time.perf_counter() - began, "errors": errors,
+            "predicted_rows": predicted}
+
+
+async def load(url: str, image: Path, pid: int) -> dict:
+    async with async_api.async_playwright() as playwright:
+        browser_ = await playwright.chromium.launch(executable_path=str(browser.CHROMIUM), headless=True,
+                                                    args=browser.LAUNCH_ARGS)
+        idle = rss(pid)  # after the page the server's start-up check loaded
+        warm = await sessions_at_once(browser_, url, image)
+        before = await settle(pid, time.monotonic() + SETTLE_S, None)
+        peak = Peak(pid)
+        watching = asyncio.create_task(peak.watch())
+        results = await sessions_at_once(browser_, url, image)
+        watching.cancel()
+        await browser_.close()
+    after = await settle(pid, time.monotonic() + SETTLE_S, before + MEMORY_MARGIN)
+    return {"idle": idle, "warm": warm, "sessions": results, "before": before, "peak": peak.value, "after": after}
+
+
+async def sessions_at_once(browser_, url: str, image: Path) -> list[dict]:
+    """SESSIONS users released together, the first UPLOADS of them predicting `image`."""
+    start = asyncio.Event()
+    users = [asyncio.create_task(session(browser_, url, image if i < UPLOADS else None, start))
+             for i in range(SESSIONS)]
+    start.set()
+    return await asyncio.gather(*users)
+
+
+async def settle(pid: int, deadline: float, target: int | None) -> int:
+    """RSS once it has stopped falling for 3 s (and is under `target`, if given), or at the deadline."""
+    last = rss(pid)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(3)
+        now = rss(pid)
+        if now >= last - 2**20 and (target is None or now <= target):
+            return now
+        last = now
+    return rss(pid)
+
+
+class Peak:
+    def __init__(self, pid: int):
+        self.pid, self.value = pid, rss(pid)
+
+    async def watch(self) -> None:
+        while True:
+            self.value = max(self.value, rss(self.pid))
+            await asyncio.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def sweep(demo_root, tmp_path_factory) -> Path:
+    return build_smoke_sweep(tmp_path_factory.mktemp("results") / "smoke", demo_root, arms=["baseline"])
+
+
+@pytest.fixture(scope="module")
+def loaded(sweep, demo_root, tmp_path_factory) -> dict:
+    log = tmp_path_factory.mktemp("panel") / "serve.log"
+    with browser.serving(sweep.parent, log, *SESSION_OPTIONS) as url:
+        figures = asyncio.run(load(url, browser.lesion_image(demo_root), server_pid(url)))
+    figures["log"] = log.read_text()
+    renders = sorted(s["first_render_s"] for s in figures["sessions"])
+    done = max(s["total_s"] for s in figures["sessions"])
+    print(f"\n{SESSIONS} sessions ({UPLOADS} uploading): first render {renders[0]:.1f} to {renders[-1]:.1f} s "
+          f"(median {renders[len(renders) // 2]:.1f}); all tabs {done:.1f} s; "
+          f"RSS MiB idle {figures['idle'] / 2**20:.0f}, after the warm-up round {figures['before'] / 2**20:.0f}, "
+          f"peak {figures['peak'] / 2**20:.0f}, after {figures['after'] / 2**20:.0f}")
+    return figures
+
+
+def test_every_session_gets_its_tabs_and_predictions(loaded):
+    for round_ in (loaded["warm"], loaded["sessions"]):
+        assert [s["predicted_rows"] for s in round_] == [7] * UPLOADS + [None] * (SESSIONS - UPLOADS)
+
+
+def test_no_session_sees_an_error(loaded):
+    assert [s["errors"] for s in [*loaded["warm"], *loaded["sessions"]]] == [[]] * (2 * SESSIONS)
+
+
+def test_the_server_logs_no_error(loaded):
+    assert "Traceback" not in loaded["log"] and "ERROR" not in loaded["log"], loaded["log"][-3000:]
+
+
+def test_memory_returns_after_the_sessions_close(loaded):
+    assert loaded["after"] <= loaded["before"] + MEMORY_MARGIN, (
+        f"RSS {loaded['before'] / 2**20:.0f} MiB before, {loaded['after'] / 2**20:.0f} MiB after the sessions closed")
