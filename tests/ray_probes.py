@@ -3,14 +3,21 @@
 Ray's `worker_process_setup_hook` runs in every worker process at start-up, before the
 task or actor it runs is unpickled; `patch_on_import` there leaves the process light
 (nothing is imported) until the project's module is, then hands it to `patch`.
+`run_sweep` then runs the sweep's own code, as run_all does.
 """
 from __future__ import annotations
 
 import importlib.abc
 import importlib.util
 import sys
+from pathlib import Path
 from types import ModuleType
 from typing import Callable
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+PROBE_DIR = "DERMABLATE_TEST_PROBE_DIR"  # where the probes in the workers write
 
 
 class PatchOnImport(importlib.abc.MetaPathFinder):
@@ -34,3 +41,22 @@ class PatchOnImport(importlib.abc.MetaPathFinder):
 
 def patch_on_import(name: str, patch: Callable[[ModuleType], None]) -> None:
     sys.meta_path.insert(0, PatchOnImport(name, patch))
+
+
+def probed_runtime_env(setup_hook: Callable[[], None], probes: Path) -> dict:
+    """The runtime_env that runs `setup_hook` in every worker process, with $PROBE_DIR set to `probes`.
+
+    PYTHONPATH: the hook is unpickled before Ray puts the driver's sys.path on the worker's.
+    """
+    return {"worker_process_setup_hook": setup_hook, "env_vars": {PROBE_DIR: str(probes), "PYTHONPATH": str(REPO)}}
+
+
+def run_sweep(sweep) -> tuple[str, pd.DataFrame, dict]:
+    """Run `ray_jobs.sweep.Sweep` as run_all does once Ray is up; its status, summary and run configs."""
+    from ray_jobs.arms import load_arms
+    from ray_jobs.sweep import check_data, run, start
+
+    run_configs = load_arms(sweep.arms, sweep.profile, sweep.run_overrides())
+    facts, splits = check_data(sweep, run_configs, None)
+    status, summary = run(sweep, run_configs, start(sweep, run_configs, facts, splits, None))
+    return status, summary, run_configs

@@ -17,12 +17,10 @@ import pandas as pd
 import pytest
 
 from core.labels import CLASS_INDEX, NUM_CLASSES
-from tests.ray_probes import patch_on_import
+from tests.ray_probes import PROBE_DIR, patch_on_import, probed_runtime_env, run_sweep
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
-PROBE_DIR = "DERMABLATE_TEST_PROBE_DIR"
 SPLIT_SEED = 8  # on the 240-image demo data: val and test both odd, so two ranks pad their shards
 
 
@@ -74,9 +72,8 @@ def ddp_run(demo_root, tmp_path_factory):
     import ray
     from ray.cluster_utils import Cluster
 
-    from ray_jobs.arms import load_arms
     from ray_jobs.resources import Resources
-    from ray_jobs.sweep import Sweep, check_data, run, start
+    from ray_jobs.sweep import Sweep
 
     tmp = tmp_path_factory.mktemp("ddp")
     probes = tmp / "probes"
@@ -84,16 +81,11 @@ def ddp_run(demo_root, tmp_path_factory):
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": True})
     cluster.add_node(num_cpus=1)
     try:
-        # PYTHONPATH: the hook is unpickled before Ray puts the driver's sys.path on the worker's.
-        ray.init(address=cluster.address,
-                 runtime_env={"worker_process_setup_hook": install_probes,
-                              "env_vars": {PROBE_DIR: str(probes), "PYTHONPATH": str(REPO)}})
+        ray.init(address=cluster.address, runtime_env=probed_runtime_env(install_probes, probes))
         sweep = Sweep(results=str(tmp / "results"), profile="smoke", data_root=str(demo_root), arms=["sampler"],
                       split_seed=SPLIT_SEED, resources=Resources(workers=2, cpus_per_worker=1, gpus_per_worker=0,
                                                                  max_concurrent=1))
-        run_configs = load_arms(sweep.arms, sweep.profile, sweep.run_overrides())
-        facts, splits = check_data(sweep, run_configs, None)
-        status, summary = run(sweep, run_configs, start(sweep, run_configs, facts, splits, None))
+        status, summary, run_configs = run_sweep(sweep)
     finally:
         ray.shutdown()
         cluster.shutdown()

@@ -23,13 +23,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.ray_probes import patch_on_import
+from tests.ray_probes import PROBE_DIR, patch_on_import, probed_runtime_env, run_sweep
 from tests.test_ray_recovery import checkpointed
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
-PROBE_DIR = "DERMABLATE_TEST_PROBE_DIR"
 NODE2 = "node2"
 HELD = "held-mid-epoch-2"  # the marker: the worker on node 2 is inside epoch 2
 EPOCHS = 3
@@ -94,9 +92,8 @@ def lost_node(demo_root, tmp_path_factory):
     import ray
     from ray.cluster_utils import Cluster
 
-    from ray_jobs.arms import load_arms
     from ray_jobs.resources import Resources
-    from ray_jobs.sweep import Sweep, check_data, run, start
+    from ray_jobs.sweep import Sweep
 
     tmp = tmp_path_factory.mktemp("lost_node")
     probes = tmp / "probes"
@@ -110,17 +107,13 @@ def lost_node(demo_root, tmp_path_factory):
     watcher = threading.Thread(target=remove_when_held, args=(cluster, node2, probes, tmp / "results", removed),
                                daemon=True)
     try:
-        ray.init(address=cluster.address,
-                 runtime_env={"worker_process_setup_hook": install_probes,
-                              "env_vars": {PROBE_DIR: str(probes), "PYTHONPATH": str(REPO)}})
+        ray.init(address=cluster.address, runtime_env=probed_runtime_env(install_probes, probes))
         head = ray.get_runtime_context().get_node_id()
         sweep = Sweep(results=str(tmp / "results"), profile="smoke", data_root=str(demo_root), arms=["baseline"],
                       overrides={"epochs": EPOCHS},
                       resources=Resources(workers=1, cpus_per_worker=1, gpus_per_worker=0, max_concurrent=1))
-        run_configs = load_arms(sweep.arms, sweep.profile, sweep.run_overrides())
-        facts, splits = check_data(sweep, run_configs, None)
-        watcher.start()
-        status, summary = run(sweep, run_configs, start(sweep, run_configs, facts, splits, None))
+        watcher.start()  # it waits for the worker's marker
+        status, summary, _ = run_sweep(sweep)
     finally:
         ray.shutdown()
         cluster.shutdown()

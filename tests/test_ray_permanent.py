@@ -12,12 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.ray_probes import patch_on_import
+from tests.ray_probes import PROBE_DIR, patch_on_import, probed_runtime_env, run_sweep
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
-PROBE_DIR = "DERMABLATE_TEST_PROBE_DIR"
 PLANTED = "ISIC_0024306.jpg is truncated; run `python -m core.data check` (planted by the test)"
 
 
@@ -41,23 +39,18 @@ def probe(trainable) -> None:
 def failed_sweep(demo_root, tmp_path_factory):
     import ray
 
-    from ray_jobs.arms import load_arms
     from ray_jobs.resources import Resources
-    from ray_jobs.sweep import Sweep, check_data, run, start
+    from ray_jobs.sweep import Sweep
 
     tmp = tmp_path_factory.mktemp("permanent")
     probes = tmp / "probes"
     probes.mkdir()
     try:
-        ray.init(num_cpus=1, include_dashboard=True,
-                 runtime_env={"worker_process_setup_hook": install_probes,
-                              "env_vars": {PROBE_DIR: str(probes), "PYTHONPATH": str(REPO)}})
+        ray.init(num_cpus=1, include_dashboard=True, runtime_env=probed_runtime_env(install_probes, probes))
         sweep = Sweep(results=str(tmp / "results"), profile="smoke", data_root=str(demo_root), arms=["baseline"],
                       retries=2, resources=Resources(workers=1, cpus_per_worker=1, gpus_per_worker=0,
                                                      max_concurrent=1))
-        run_configs = load_arms(sweep.arms, sweep.profile, sweep.run_overrides())
-        facts, splits = check_data(sweep, run_configs, None)
-        status, summary = run(sweep, run_configs, start(sweep, run_configs, facts, splits, None))
+        status, summary, _ = run_sweep(sweep)
     finally:
         ray.shutdown()
     tune_error = next((tmp / "results" / "ray" / "tune").glob("baseline_*/error.txt")).read_text()
