@@ -2,7 +2,7 @@
 
 With no --data-root it builds the SYNTHETIC demo dataset once (data/demo) and runs the
 demo profile on the local CPUs in minutes. With --data-root DIR it runs the full
-profile on that dataset. Results follow DESIGN.md's contract under RESULTS/<name>/.
+profile on that dataset. Results follow the contract of docs/results.md under RESULTS/<name>/.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import torch  # noqa: E402
 
 from core import io  # noqa: E402
 from core.config import ConfigError, parse_overrides  # noqa: E402
+from core.results import SWEEP_RECORD  # noqa: E402
 from core.data.demo import make_demo_dataset  # noqa: E402
 from core.data.metadata import DatasetError, find_metadata  # noqa: E402
 from core.data.parallel import usable_cpus  # noqa: E402
@@ -28,7 +29,7 @@ from ray_jobs.estimate import estimate_line  # noqa: E402
 from ray_jobs.packing import default_share, read_measurements  # noqa: E402
 from ray_jobs.preflight import check_resources, check_weights  # noqa: E402
 from ray_jobs.resources import resolve  # noqa: E402
-from ray_jobs.sweep import SWEEP_FILE, Sweep, check_data, run, start  # noqa: E402
+from ray_jobs.sweep import Sweep, check_data, run, start  # noqa: E402
 
 DEMO_SIZES = {"smoke": 200, "demo": 800, "full": 800}  # images in the demo dataset each profile builds
 # What defines a sweep: --resume takes all of it from the sweep's sweep.json.
@@ -106,7 +107,7 @@ def demo_data(path: Path, n: int) -> Path:
 
 
 def new_sweep(args: argparse.Namespace, results: str, profile: str) -> tuple[Sweep, dict, None]:
-    if storage.exists(storage.join(results, SWEEP_FILE)):
+    if storage.exists(storage.join(results, SWEEP_RECORD)):
         raise ConfigError(f"{results} already holds a sweep: pass --resume to continue it, or --name to start another")
     for option in ("samples", "seeds"):
         if getattr(args, option) is not None and getattr(args, option) < 1:
@@ -132,7 +133,7 @@ def resumed_sweep(args: argparse.Namespace, results: str) -> tuple[Sweep, dict, 
     given = [f"--{a.replace('_', '-')}" for a in SWEEP_ARGS if getattr(args, a) is not None]
     if given:
         raise ConfigError(f"--resume continues the sweep as it was started; drop {', '.join(given)}")
-    record_file = storage.join(results, SWEEP_FILE)
+    record_file = storage.join(results, SWEEP_RECORD)
     if not storage.exists(record_file):
         raise ConfigError(f"nothing to resume: {record_file} does not exist")
     record = storage.read_json(record_file)

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import io
 import tempfile
-from pathlib import Path
 
 import pandas as pd
 from ray import tune
 from ray.tune.experiment import Trial
 
 from core.metrics import selection_key
-from core.results import SEEDS_DIR, summary_row, write_summary
+from core import results
 from ray_jobs import storage
 from ray_jobs.permanent import recorded_error
 
@@ -31,12 +30,12 @@ def ended(trial: Trial) -> bool:
 
 def settle(arm_dir: str, select_on: str) -> None:
     """Move the best finished sample of an arm into the arm's folder (once)."""
-    if storage.exists(storage.join(arm_dir, "metrics.json")):
+    if storage.exists(storage.join(arm_dir, results.METRICS)):
         return
-    samples = storage.join(arm_dir, "samples")
+    samples = storage.join(arm_dir, results.SAMPLES_DIR)
     scored = []
     for name in storage.list_dirs(samples):
-        metrics_file = storage.join(samples, name, "metrics.json")
+        metrics_file = storage.join(samples, name, results.METRICS)
         if storage.exists(metrics_file):
             val = storage.read_json(metrics_file)["val"]
             scored.append((selection_key(val, val["nll"], select_on), name))
@@ -48,26 +47,26 @@ def arm_row(arm: str, arm_dir: str, trials: list[Trial], running: Trial | None, 
     all_ended = bool(trials) and all(ended(t) for t in trials)
     status = ("failed" if all_ended
               else "running" if any(t is running or t.status == Trial.RUNNING for t in trials) else "pending")
-    with tempfile.TemporaryDirectory() as local:  # summary_row reads local metrics.json files
-        metrics_file = storage.join(arm_dir, "metrics.json")
-        if storage.exists(metrics_file):
-            Path(local, "metrics.json").write_text(storage.read_text(metrics_file))
-            if seeds == 1 or all_ended:
-                status = "finished"
-        for name in storage.list_dirs(storage.join(arm_dir, SEEDS_DIR)):
-            seed_metrics = storage.join(arm_dir, SEEDS_DIR, name, "metrics.json")
-            if storage.exists(seed_metrics):
-                Path(local, SEEDS_DIR, name).mkdir(parents=True)
-                Path(local, SEEDS_DIR, name, "metrics.json").write_text(storage.read_text(seed_metrics))
-        wall = sum(t.last_result.get("time_total_s", 0.0) for t in trials)
-        row = summary_row(arm, local, status, round(wall, 1))
+    metrics = read_metrics(arm_dir)
+    if metrics and (seeds == 1 or all_ended):
+        status = "finished"
+    seed_dirs = storage.join(arm_dir, results.SEEDS_DIR)
+    seed_metrics = [read_metrics(storage.join(seed_dirs, name)) for name in storage.list_dirs(seed_dirs)]
+    wall = sum(t.last_result.get("time_total_s", 0.0) for t in trials)
+    row = results.summary_row(arm, status, metrics, [m for m in seed_metrics if m], round(wall, 1))
     if status == "failed":
         row["error"] = recorded_error(arm_dir)
     return row
 
 
-def read_summary(results: str) -> pd.DataFrame:
-    return pd.read_csv(io.StringIO(storage.read_text(storage.join(results, "summary.csv"))))
+def read_metrics(run_dir: str) -> dict | None:
+    """A run folder's metrics.json on any storage (a path or a URI); None while it has none."""
+    path = storage.join(run_dir, results.METRICS)
+    return storage.read_json(path) if storage.exists(path) else None
+
+
+def read_summary(sweep_dir: str) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(storage.read_text(storage.join(sweep_dir, results.SUMMARY))))
 
 
 class SummaryCallback(tune.Callback):
@@ -95,4 +94,4 @@ class SummaryCallback(tune.Callback):
                 settle(arm_dir, select_on)
             rows.append(arm_row(arm, arm_dir, mine, running, self.seeds))
         with tempfile.TemporaryDirectory() as local:
-            storage.put_file(write_summary(local, rows), storage.join(self.results, "summary.csv"))
+            storage.put_file(results.write_summary(local, rows), storage.join(self.results, results.SUMMARY))

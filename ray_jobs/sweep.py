@@ -1,7 +1,7 @@
 """The driver side of a sweep: shared inputs made once, then every arm's trials under Ray Tune.
 
     RESULTS/<sweep>/
-      sweep.json, splits.csv, summary.csv   the results contract (DESIGN.md)
+      sweep.json, splits.csv, summary.csv   the results contract (docs/results.md)
       <arm>/ ...                            the arm's run folder (its best sample)
       <arm>/samples/<trial_id>/             the other samples, with --samples K > 1
       <arm>/seeds/seed_<n>/                 the other training seeds, with --seeds N > 1
@@ -16,7 +16,6 @@ import platform
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -25,7 +24,7 @@ import timm
 import torch
 from ray import tune
 
-from core import io
+from core import results
 from core.config import RunConfig
 from core.data.check import cached_check, usable_metadata
 from core.data.dataset import load_dataset
@@ -41,7 +40,6 @@ from ray_jobs.search import param_space
 from ray_jobs.summary import SummaryCallback, read_summary
 from ray_jobs.trainable import run_trial
 
-SWEEP_FILE = "sweep.json"
 REPO = Path(__file__).resolve().parents[1]
 METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc", "val_macro_f1", "val_mel_recall"]
 
@@ -64,7 +62,7 @@ class Sweep:
 
     @property
     def splits_file(self) -> str:
-        return storage.join(self.results, "splits.csv")
+        return storage.join(self.results, results.SPLITS)
 
     def run_overrides(self) -> dict:
         """Every arm trains on the sweep's one split."""
@@ -76,10 +74,6 @@ class Sweep:
     @classmethod
     def from_dict(cls, values: dict) -> Sweep:
         return cls(**{**values, "resources": Resources(**values["resources"]) if values["resources"] else None})
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def git_commit() -> str | None:
@@ -132,7 +126,7 @@ def start(sweep: Sweep, run_configs: dict[str, RunConfig], facts: dict, splits: 
           record: dict | None) -> dict:
     """Build the image caches, then write splits.csv and sweep.json (a new one, or the resumed one's)."""
     with tempfile.TemporaryDirectory() as local:
-        splits_file = io.write_csv(Path(local, "splits.csv"), splits)
+        splits_file = results.write_splits(Path(local), splits)
         build_caches(sweep, run_configs, splits_file)
         if not storage.exists(sweep.splits_file):
             storage.put_file(splits_file, sweep.splits_file)
@@ -147,14 +141,11 @@ def start(sweep: Sweep, run_configs: dict[str, RunConfig], facts: dict, splits: 
         "git_commit": git_commit(),
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__,
                      "ray": ray.__version__},
-        "started": now(),
-        "runs": [],  # one entry per start or --resume
         "settings": sweep.to_dict(),
     }
-    record.update(status="running", ended=None)
     permanent.clear_records(sweep.results, sweep.arms)  # its cause may be fixed since the last start
-    record["runs"].append({"started": now(), "ray_address": ray.get_runtime_context().gcs_address})
-    storage.write_json(storage.join(sweep.results, SWEEP_FILE), record)
+    record = results.sweep_started(record, ray_address=ray.get_runtime_context().gcs_address)
+    storage.write_json(storage.join(sweep.results, results.SWEEP_RECORD), record)
     return record
 
 
@@ -208,7 +199,6 @@ def run(sweep: Sweep, run_configs: dict[str, RunConfig], record: dict) -> tuple[
     statuses = set(summary["status"])
     status = ("finished" if statuses == {"finished"} else "interrupted" if statuses & {"pending", "running"}
               else "failed")
-    record.update(status=status, ended=now())
-    record["runs"][-1]["ended"] = record["ended"]
-    storage.write_json(storage.join(sweep.results, SWEEP_FILE), record)
+    record = results.sweep_ended(record, status)
+    storage.write_json(storage.join(sweep.results, results.SWEEP_RECORD), record)
     return status, summary

@@ -23,7 +23,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from core.checkpoints import load_checkpoint
 from core.config import RunConfig, from_dict
-from core.results import SEEDS_DIR
+from core import results
 from core.train import fit
 from ray_jobs import faults, permanent, storage
 from ray_jobs.packing import PackedOutOfMemory, out_of_memory_message
@@ -87,9 +87,9 @@ def trial_config(config: dict) -> RunConfig:
 def run_folder(arm_dir: str, trial_id: str, samples: int, seed_offset: int, seed: int) -> str:
     """Where a trial writes: the arm's folder, a sample's folder, or one of its other seeds' folders."""
     if samples > 1:
-        return storage.join(arm_dir, "samples", trial_id)
+        return storage.join(arm_dir, results.SAMPLES_DIR, trial_id)
     if seed_offset:
-        return storage.join(arm_dir, SEEDS_DIR, f"seed_{seed}")
+        return storage.join(arm_dir, results.SEEDS_DIR, f"seed_{seed}")
     return arm_dir
 
 
@@ -103,7 +103,7 @@ def run_trial(config: dict) -> None:
     # A run already written (or its arm's samples already settled) is not trained again, even
     # if Tune's experiment state was saved before it finished and the sweep was resumed.
     settled = {arm_dir} if sweep["samples"] > 1 else set()
-    if any(storage.exists(storage.join(folder, "metrics.json")) for folder in {out} | settled):
+    if any(storage.exists(storage.join(folder, results.METRICS)) for folder in {out} | settled):
         return
     permanent.raise_if_recorded(out)  # an earlier attempt failed for good: the same error, and no training
     try:

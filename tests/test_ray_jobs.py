@@ -15,6 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from dashboards.report import build_report
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,11 +62,19 @@ def test_the_job_writes_the_results_contract(job):
     record = json.loads((sweep / "sweep.json").read_text())
     assert record["status"] == "finished" and record["profile"] == "smoke" and record["samples"] == 2
     assert record["synthetic_data"] and record["git_commit"]  # the job's copy has no .git: submit passes it
+    assert record["ended"] and record["runs"][-1]["ended"] == record["ended"] >= record["started"]
     summary = pd.read_csv(sweep / "summary.csv")
     assert summary[["arm", "status"]].values.tolist() == [["sampler", "finished"]]
     for name in ("config.json", "history.csv", "metrics.json", "predictions_val.csv", "predictions_test.csv",
                  "best.pt"):
         assert (sweep / "sampler" / name).is_file()
+
+
+def test_the_report_of_a_real_sweep_shows_when_it_started_and_ended(job, tmp_path):
+    _, sweep = job
+    record = json.loads((sweep / "sweep.json").read_text())
+    text = build_report(sweep, tmp_path, gradcam_examples=0).read_text()
+    assert f"- **started**: `{record['started']}`" in text and f"- **ended**: `{record['ended']}`" in text
 
 
 def test_the_other_sample_stays_under_samples(job):
