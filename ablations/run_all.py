@@ -19,10 +19,10 @@ import torch  # noqa: E402
 
 from core import io  # noqa: E402
 from core.config import ConfigError, parse_overrides  # noqa: E402
-from core.results import SWEEP_RECORD  # noqa: E402
 from core.data.demo import make_demo_dataset  # noqa: E402
 from core.data.metadata import DatasetError, find_metadata  # noqa: E402
 from core.data.parallel import usable_cpus  # noqa: E402
+from core.results import SWEEP_RECORD  # noqa: E402
 from ray_jobs import storage  # noqa: E402
 from ray_jobs.arms import load_arms  # noqa: E402
 from ray_jobs.estimate import estimate_line  # noqa: E402

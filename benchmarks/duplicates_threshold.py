@@ -13,7 +13,6 @@ benchmarks/results/duplicates_threshold.png.
 """
 import argparse
 import json
-import os
 import platform
 import resource
 import sys
@@ -24,13 +23,21 @@ import numpy as np
 from matplotlib.figure import Figure
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from thumbnails import linked_thumbnails  # noqa: E402
+
 from core.data.dataset import load_dataset  # noqa: E402
-from core.data.duplicates import (DEFAULT_SIDE, DEFAULT_THRESHOLD, find_duplicates, similarity_blocks,  # noqa: E402
-                                  sorted_embeddings, whiten)
+from core.data.duplicates import (  # noqa: E402
+    DEFAULT_SIDE,
+    DEFAULT_THRESHOLD,
+    find_duplicates,
+    similarity_blocks,
+    sorted_embeddings,
+    whiten,
+)
+from core.data.parallel import usable_cpus  # noqa: E402
 from core.data.split import duplicates_report, lesion_split  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-HAM = REPO.parent / "shared" / "ham10000"
 BINS = np.linspace(-1, 1, 2001)  # 0.001 wide, so every threshold below is a bin edge
 THRESHOLDS = (0.40, 0.45, 0.50, 0.52, 0.55, 0.58, 0.60, 0.65, 0.70)
 
@@ -102,13 +109,9 @@ def main():
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     p.add_argument("--out", type=Path, default=Path("/tmp/duplicates_threshold"))
     args = p.parse_args()
-    root = args.out / "data"
-    root.mkdir(parents=True, exist_ok=True)
-    for name, target in (("HAM10000_metadata.csv", HAM / "HAM10000_metadata.csv"), ("images", HAM / "images_200x150")):
-        if not (root / name).exists():
-            os.symlink(target, root / name)
+    root = linked_thumbnails(args.out)
     ds = load_dataset(root)
-    print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores; {len(ds.metadata)} images at "
+    print(f"machine: {platform.machine()}, {usable_cpus()} cores; {len(ds.metadata)} images at "
           f"{args.side}px")
 
     start = time.perf_counter()

@@ -51,8 +51,8 @@ sys.path.insert(0, str(REPO))
 
 from ablations.arms import CONFIG_DIR, study_arms  # noqa: E402
 from core import io  # noqa: E402
-from core.config import load_config, parse_overrides  # noqa: E402
 from core import results as contract  # noqa: E402
+from core.config import load_config, parse_overrides  # noqa: E402
 
 LITE = {"efficientnet_b0": "tf_efficientnet_lite0", "efficientnet_b2": "tf_efficientnet_lite2"}
 SETTING = "EfficientNet-Lite0/Lite2 (offline ImageNet weights) in place of B0/B2, augment on the device"

@@ -13,14 +13,14 @@ import platform
 import sys
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from thumbnails import linked_thumbnails  # noqa: E402
+
 from core import results  # noqa: E402
 from core.config import load_config  # noqa: E402
 from core.train import fit  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-HAM = REPO.parent / "shared" / "ham10000"
 
 
 def main():
@@ -30,11 +30,7 @@ def main():
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path("/tmp/real_baseline"))
     args = p.parse_args()
-    root = args.out / "data"
-    root.mkdir(parents=True, exist_ok=True)
-    for name, target in (("HAM10000_metadata.csv", HAM / "HAM10000_metadata.csv"), ("images", HAM / "images_200x150")):
-        if not (root / name).exists():
-            os.symlink(target, root / name)
+    root = linked_thumbnails(args.out)
     cfg = load_config(REPO / "ablations/configs/baseline.yaml", overrides={
         "backbone": "tf_efficientnet_lite0", "pretrained": "pypi", "image_size": args.size,
         "epochs": args.epochs, "num_workers": args.workers})

@@ -75,7 +75,8 @@ def confidence_intervals(y_true, probs, lesion_ids, mel_thresholds: dict[str, fl
     """{figure: {"estimate", "lo", "hi"}} over lesion-level bootstrap replicates of the test set."""
     y_true, probs = np.asarray(y_true, dtype=int), np.asarray(probs, dtype=float)
     estimate = point_figures(y_true, probs, mel_thresholds)
-    draws = [point_figures(y_true[i], probs[i], mel_thresholds) for i in replicate_indices(lesion_ids, replicates, seed)]
+    draws = [point_figures(y_true[i], probs[i], mel_thresholds)
+             for i in replicate_indices(lesion_ids, replicates, seed)]
     figures = {}
     for name, value in estimate.items():
         lo, hi = _interval([d[name] for d in draws])

@@ -12,8 +12,6 @@ import json
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from core import io, results
 from core.bootstrap import REPLICATES, paired_comparison
 from core.metrics import read_predictions

@@ -64,7 +64,7 @@ class RunConfig:
     select_on: str = "val_macro_f1"  # val_macro_f1 | val_acc | val_mel_recall
     seed: int = 0
     # beyond the study (off in its eight arms; ablations/configs/best_single.yaml uses them)
-    ema_decay: float = 0.0  # exponential moving average of the weights (timm ModelEmaV3), evaluated and selected; 0 = off
+    ema_decay: float = 0.0  # EMA of the weights (timm ModelEmaV3): validated, selected and saved; 0 = off
     mixup_alpha: float = 0.0  # timm Mixup's Beta(alpha, alpha) mixing of image pairs; 0 = off
     cutmix_alpha: float = 0.0  # timm CutMix; with mixup too, each batch is one or the other
     auto_augment: str = "none"  # none | trivial (TrivialAugmentWide) | randaugment, per image, before the geometry
@@ -140,12 +140,12 @@ def _float_or_text(text: str) -> float | str:
 
 
 def _check_values(config: RunConfig, source: str) -> None:
-    for key, choices in CHOICES.items():
+    for key, allowed in CHOICES.items():
         value = getattr(config, key)
-        if key == "pretrained" and (value in choices or Path(value).suffix in (".pth", ".pt", ".bin", ".safetensors")):
+        if key == "pretrained" and (value in allowed or Path(value).suffix in (".pth", ".pt", ".bin", ".safetensors")):
             continue
-        if value not in choices:
-            raise ConfigError(f"{source}: {key}={value!r} is not one of {', '.join(map(str, choices))}"
+        if value not in allowed:
+            raise ConfigError(f"{source}: {key}={value!r} is not one of {', '.join(map(str, allowed))}"
                               + (" (or a weights file path)" if key == "pretrained" else ""))
     for key in POSITIVE:
         if getattr(config, key) <= 0:

@@ -38,7 +38,8 @@ def select_cases(predictions: pd.DataFrame, dx: str | None = None, wrong_only: b
 
 def explain_image(trained, image: Image.Image, predicted: str) -> np.ndarray:
     """Image | Grad-CAM for the predicted class | Grad-CAM for melanoma, as one uint8 strip."""
-    panels = [resize_square(image, trained.image_size), gradcam_overlay(trained, image, CLASS_INDEX[predicted]), gradcam_overlay(trained, image, MEL)]
+    panels = [resize_square(image, trained.image_size), gradcam_overlay(trained, image, CLASS_INDEX[predicted]),
+              gradcam_overlay(trained, image, MEL)]
     return np.concatenate(panels, axis=1)
 
 

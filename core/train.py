@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from timm.data import Mixup
 from timm.utils import ModelEmaV3
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
@@ -34,10 +34,10 @@ from core.checkpoints import UntrustedCheckpoint, load_checkpoint
 from core.config import ConfigError, RunConfig, load_config
 from core.cvae import SyntheticImages, add_synthetic
 from core.data.cache import DecodedImages, build_cache
-from core.data.device_augment import EvalTransform, TrainAugment
-from core.data.device_batches import device_loaders
 from core.data.check import cached_check, usable_metadata
 from core.data.dataset import load_dataset
+from core.data.device_augment import EvalTransform, TrainAugment
+from core.data.device_batches import device_loaders
 from core.data.lesions import LesionDataset
 from core.data.metadata import DatasetError
 from core.data.split import attach_split, lesion_split
@@ -302,9 +302,9 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
         np.random.seed((cfg.seed * 1_000_003 + epoch) % 2**32)  # timm's Mixup draws from numpy
         train_loader.sampler.set_epoch(epoch)
         start = time.perf_counter()
-        train_loss, images_per_s, data_wait = train_one_epoch(runner, train_loader, criterion, optimizer, scheduler, scaler,
-                                                   device, amp_dtype, memory_format, cfg.grad_clip,
-                                                   f"epoch {epoch}/{cfg.epochs}", mixup, after_step)
+        train_loss, images_per_s, data_wait = train_one_epoch(
+            runner, train_loader, criterion, optimizer, scheduler, scaler, device, amp_dtype, memory_format,
+            cfg.grad_clip, f"epoch {epoch}/{cfg.epochs}", mixup, after_step)
         val_probs = predict(validated, val_loader, device, amp_dtype, memory_format)
         val = classification_metrics(data.val.labels, val_probs)
         row = {"epoch": epoch, "train_loss": train_loss, "val_loss": nll(data.val.labels, val_probs),
@@ -318,8 +318,9 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
                              "model": {k: v.detach().cpu().clone() for k, v in selected.state_dict().items()}}
         state["epoch"] = epoch
         state["history"].append(row)
-        checkpoint = {**state, "history": list(state["history"]), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "config": cfg.to_dict(),
+        checkpoint = {**state, "history": list(state["history"]), "model": model.state_dict(),
+                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                      "scaler": scaler.state_dict(), "config": cfg.to_dict(),
                       **({"ema": ema.module.state_dict()} if ema else {})}
         if rank == 0:
             results.write_history(out, state["history"])

@@ -6,8 +6,8 @@ Table 2: overall test metrics per arm; Table 3: per-class test recall per arm; T
 melanoma operating points per arm (thresholds chosen on validation, and, labelled as
 leaking, chosen on test); Table 5: test figures with lesion-level bootstrap intervals;
 Table 6: calibration (temperature fitted on validation); Table 7: flagged subgroups;
-Table 8: each arm minus baseline, paired. Figures: reliability diagrams, confusion matrices, training curves, threshold curves,
-Grad-CAM examples, dataset figures. Synthetic data is labelled at the top.
+Table 8: each arm minus baseline, paired. Figures: reliability diagrams, confusion matrices, training
+curves, threshold curves, Grad-CAM examples, dataset figures. Synthetic data is labelled at the top.
 """
 from __future__ import annotations
 
@@ -23,11 +23,11 @@ from core import io
 from core.bootstrap import REPLICATES
 from core.compare import compare_runs
 from core.metrics import threshold_curve
+from core.results import CHECKPOINT, read_config, read_external_metrics, read_history, read_metrics
 from dashboards import figures
 from dashboards.cams import cam_images, outcome_table, report_examples
 from dashboards.datasets import write_dataset_figures
 from dashboards.reference import STUDY_OPERATING_POINT
-from core.results import CHECKPOINT, read_config, read_external_metrics, read_history, read_metrics
 from dashboards.results import SweepView, arm_images, is_sweep, load_predictions, load_sweep
 from dashboards.tables import (
     EXTERNAL_NOTE,
@@ -48,8 +48,8 @@ from dashboards.tables import (
 SYNTHETIC_BANNER = ("> **SYNTHETIC demo data.** This sweep ran on the built-in synthetic dataset, not HAM10000. "
                     "No figure in this report is a HAM10000 result or says anything about skin lesions.")
 UNKNOWN_BANNER = "> **Data origin unknown**: neither sweep.json nor any arm says whether the data was synthetic."
-INFO_KEYS = ("profile", "status", "label", "card", "runner", "data_root", "data_fingerprint", "split_seed", "git_commit",
-             "started", "ended")
+INFO_KEYS = ("profile", "status", "label", "card", "runner", "data_root", "data_fingerprint", "split_seed",
+             "git_commit", "started", "ended")
 
 
 REFERENCE_ARM = "baseline"  # Table 8 compares every arm with this one

@@ -7,7 +7,6 @@ refused with UnsafePath.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 

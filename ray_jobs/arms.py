@@ -19,13 +19,13 @@ from ray_jobs import storage
 PreStep = Callable[[RunConfig, str], None]  # (the trial's resolved config, data root)
 
 
-def train_cvae(cfg: RunConfig, data_root: str) -> None:
+def cvae_pre_step(cfg: RunConfig, data_root: str) -> None:
     """baseline_synth: train (or find in the cache) the cVAE on the sweep's training split."""
     with storage.local_copy(cfg.splits_file) as splits_file:
         ensure_cvae(cfg, data_root, splits_file)
 
 
-PRE_STEPS: dict[str, PreStep] = {"baseline_synth": train_cvae}
+PRE_STEPS: dict[str, PreStep] = {"baseline_synth": cvae_pre_step}
 
 
 def load_arms(names: list[str] | None, profile: str, overrides: dict,
@@ -35,4 +35,5 @@ def load_arms(names: list[str] | None, profile: str, overrides: dict,
     unknown = [n for n in names or [] if n not in known]
     if unknown:
         raise ConfigError(f"unknown arm(s) {', '.join(unknown)}; available: {', '.join(known)}")
-    return {name: load_config(config_dir / f"{name}.yaml", profile, overrides) for name in names or study_arms(config_dir)}
+    return {name: load_config(config_dir / f"{name}.yaml", profile, overrides)
+            for name in names or study_arms(config_dir)}

@@ -17,8 +17,8 @@ import pandas as pd
 from ray import tune
 from ray.tune.experiment import Trial
 
-from core.metrics import selection_key
 from core import results
+from core.metrics import selection_key
 from ray_jobs import storage
 from ray_jobs.permanent import recorded_error
 

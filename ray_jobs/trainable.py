@@ -21,13 +21,13 @@ from ray.train import Checkpoint
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from core import results
 from core.checkpoints import load_checkpoint
 from core.config import RunConfig, from_dict
-from core import results
 from core.train import fit
 from ray_jobs import faults, permanent, storage
-from ray_jobs.packing import PackedOutOfMemory, out_of_memory_message
 from ray_jobs.arms import PRE_STEPS
+from ray_jobs.packing import PackedOutOfMemory, out_of_memory_message
 
 STATE_FILE = "state.pt"  # the checkpoint dict core hands to on_epoch_end
 SAMPLED = ("lr", "weight_decay", "mel_multiplier")  # trial config keys that override the arm's config

@@ -19,8 +19,9 @@ from core.cvae import load_cvae
 from core.data.dataset import load_dataset
 from core.evaluate import main as evaluate_cli
 from core.explain import main as explain_cli
+from core.predict import load_run
+from core.predict import main as predict_cli
 from core.results import EXTERNAL_METRICS as EXTERNAL_METRICS_FILE
-from core.predict import load_run, main as predict_cli
 from core.results import run_summary_row, write_summary
 from core.train import main as train_cli
 from dashboards.report import main as report_cli

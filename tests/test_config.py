@@ -46,7 +46,8 @@ def test_mixup_needs_an_even_batch_and_ema_a_decay_below_one():
 
 def test_full_profile_is_the_study_table():
     b2 = load_config(CONFIGS / "b2_260_acc_select.yaml")
-    assert (b2.backbone, b2.image_size, b2.select_on, b2.random_resized_crop) == ("efficientnet_b2", 260, "val_acc", True)
+    assert (b2.backbone, b2.image_size, b2.select_on, b2.random_resized_crop) == \
+        ("efficientnet_b2", 260, "val_acc", True)
     assert b2.label_smoothing == 0.1 and b2.weighting == "none"
     x3 = load_config(CONFIGS / "mel_upweight_x3.yaml")
     assert x3.mel_multiplier == 3.0 and x3.weighting == "inverse_freq"

@@ -10,8 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.results import run_summary_row, write_summary
-from core.results import read_history, read_metrics
+from core.results import read_history, read_metrics, run_summary_row, write_summary
 from dashboards.results import UnsafePath, list_sweeps, load_sweep, resolve_inside, sweep_path
 from dashboards.tables import (
     operating_point_rows,

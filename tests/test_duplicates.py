@@ -224,7 +224,8 @@ def test_sweep_records_the_links_and_the_crossings_avoided(planted, planted_pair
     from ray_jobs.sweep import Sweep, check_data
 
     root, copies = planted
-    sweep = Sweep(results=str(tmp_path / "sweep"), profile="smoke", data_root=str(root), arms=["baseline"], split_seed=2)
+    sweep = Sweep(results=str(tmp_path / "sweep"), profile="smoke", data_root=str(root), arms=["baseline"],
+                  split_seed=2)
     cfg = RunConfig(duplicates_file=str(planted_pairs))
     facts, splits = check_data(sweep, {"baseline": cfg}, None)
     meta = load_dataset(root).metadata

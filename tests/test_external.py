@@ -21,7 +21,6 @@ from core.data.dataset import load_dataset
 from core.data.images import read_bytes
 from core.data.metadata import SYNTHETIC_DATASET, DatasetError
 from core.evaluate import main
-from dashboards.report import main as report
 from core.external import (
     HAM_FORMAT,
     ONE_HOT_CLASSES,
@@ -35,6 +34,7 @@ from core.metrics import classification_metrics, interval_thresholds, read_predi
 from core.predict import load_run
 from core.results import EXTERNAL_METRICS as METRICS_FILE
 from core.results import EXTERNAL_PREDICTIONS as PREDICTIONS_FILE
+from dashboards.report import main as report
 from tests.sweep_fixture import build_smoke_sweep
 from tests.test_report import table_after
 

@@ -20,7 +20,6 @@ from ray_jobs.submit import check_paths
 from ray_jobs.summary import settle
 from ray_jobs.trainable import run_folder, trial_config
 
-
 # ------------------------------------------------------------------------- arms
 
 

@@ -19,8 +19,10 @@ from core.config import load_config
 from core.data.images import ImageRef, load_rgb
 from core.data.metadata import find_metadata, read_metadata
 from core.metrics import classification_metrics, evaluate_run, read_predictions
-from core.predict import load_run, main as predict_cli, predict_images
-from core.train import dihedral_views, fit, main as train_cli
+from core.predict import load_run, predict_images
+from core.predict import main as predict_cli
+from core.train import dihedral_views, fit
+from core.train import main as train_cli
 from tests.test_config import ARMS, CONFIGS
 
 CONTRACT = ("config.json", "history.csv", "metrics.json", "predictions_val.csv", "predictions_test.csv",
@@ -98,7 +100,8 @@ def test_best_single_with_ema_mixup_and_trivial_augment_resumes_exactly_and_save
     cfg = smoke("best_single", epochs=3, augment="device")
     assert cfg.ema_decay and cfg.mixup_alpha and cfg.auto_augment == "trivial"
     states = {}
-    whole = fit(cfg, demo_root, tmp_path / "whole", on_epoch_end=lambda e, row, state: states.update({e: copy.deepcopy(state)}))
+    whole = fit(cfg, demo_root, tmp_path / "whole",
+                on_epoch_end=lambda e, row, state: states.update({e: copy.deepcopy(state)}))
     checkpoint = interrupted_after(2, cfg, demo_root, tmp_path / "resumed")
     fit(cfg, demo_root, tmp_path / "resumed", resume=checkpoint)
     for name in ("predictions_val.csv", "predictions_test.csv"):

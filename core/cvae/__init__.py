@@ -7,10 +7,10 @@
     python -m core.cvae sample --model DIR/cvae.pt --class mel --n 16 --out DIR
 """
 from core.cvae.fit import train_cvae
-from core.cvae.model import CVAE, RESOLUTIONS, CVAEConfig, generate
+from core.cvae.model import CVAE, CVAEConfig, generate
 from core.cvae.store import ensure_cvae, load_cvae, train_and_save
-from core.cvae.synthetic import SYNTHETIC_MODES, SyntheticImages, add_synthetic, synthetic_images, synthetic_plan
+from core.cvae.synthetic import SyntheticImages, add_synthetic, synthetic_images, synthetic_plan
 
-__all__ = ["CVAE", "CVAEConfig", "RESOLUTIONS", "SYNTHETIC_MODES", "SyntheticImages", "add_synthetic",
+__all__ = ["CVAE", "CVAEConfig", "SyntheticImages", "add_synthetic",
            "ensure_cvae", "generate", "load_cvae", "synthetic_images", "synthetic_plan", "train_and_save",
            "train_cvae"]

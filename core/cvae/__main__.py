@@ -14,8 +14,8 @@ from core.cvae.model import generate
 from core.cvae.store import cvae_config, load_cvae, train_and_save, training_rows
 from core.data.dataset import load_dataset
 from core.data.metadata import DatasetError
-from core.devices import resolve_device
 from core.data.split import lesion_split
+from core.devices import resolve_device
 from core.io import atomic_write
 from core.labels import CLASS_INDEX, CLASSES
 

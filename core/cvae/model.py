@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.choices import CVAE_RESOLUTIONS as RESOLUTIONS
 from core.labels import NUM_CLASSES
 
 

@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 
 from core import io
-from core.choices import SYNTHETIC_MODES
 from core.cvae.model import generate
 from core.cvae.store import RUN_FILES, ensure_cvae, load_cvae, training_rows
 from core.data.cache import ImageCache

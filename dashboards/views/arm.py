@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import panel as pn
 
-from dashboards.figures import confusion_figure, history_figure, reliability_figure, titled
 from core.results import read_config, read_external_metrics, read_history, read_metrics
+from dashboards.figures import confusion_figure, history_figure, reliability_figure, titled
 from dashboards.results import arm_images
 from dashboards.state import Dashboard
 from dashboards.tables import EXTERNAL_NOTE, external_by_arm, intervals_by_arm, subgroup_rows

@@ -5,8 +5,8 @@ import json
 
 import panel as pn
 
-from dashboards.datasets import dataset_figures
 from core.results import read_splits
+from dashboards.datasets import dataset_figures
 from dashboards.state import Dashboard
 from dashboards.tables import split_counts
 from dashboards.views.common import data_notice, no_sweep, note, table

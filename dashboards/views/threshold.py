@@ -8,8 +8,8 @@ import param
 from core.calibration import apply_temperature
 from core.labels import MEL, PROB_COLUMNS
 from core.metrics import at_threshold, threshold_curve
-from dashboards.figures import threshold_figure, titled
 from core.results import read_metrics
+from dashboards.figures import threshold_figure, titled
 from dashboards.results import load_predictions
 from dashboards.state import Dashboard
 from dashboards.tables import VARIANTS, operating_point_rows
