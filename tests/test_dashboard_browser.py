@@ -175,6 +175,8 @@ def test_predict_an_upload_then_survive_a_text_file(page, demo_root, tmp_path):
     assert page.locator(".gradcam img").count() == 0
     shot(page, "06_predict_error")
 
+    # FilePond ignores a new file while the last one is still being sent: wait for it, as a user would
+    page.locator('.upload .filepond--item[data-filepond-item-state="processing-complete"]').wait_for()
     upload.set_input_files(lesion_image(demo_root))  # the page still works
     page.locator(".gradcam img").wait_for()
     error.wait_for(state="hidden")
