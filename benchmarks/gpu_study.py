@@ -98,24 +98,19 @@ def arm_overrides(arm: str, carry: Path, cache_dir: Path, splits_file: Path) -> 
 def prepare_data_once(arms: list[str], profile: str, extra: list[str], data_root: Path, cache_dir: Path,
                       results: Path) -> dict:
     """Check the dataset, split it (seed 0), build each image side's cache and baseline_synth's cVAE
-    before any arm starts (the Ray sweep's build_caches and pre-step do the same)."""
-    import dataclasses
-
+    before any arm starts (the Ray sweep's start and pre-step do the same)."""
     from core.cvae.store import ensure_cvae
     from core.data.check import cached_check, usable_metadata
     from core.data.dataset import load_dataset
     from core.data.split import lesion_split
-    from core.data.transforms import IMAGENET_MEAN, IMAGENET_STD, stored_side
-    from core.train import prepare_data
+    from core.train import build_image_caches
 
     ds = load_dataset(data_root)
     report = cached_check(ds, cache_dir)
     splits_file = contract.write_splits(results, lesion_split(usable_metadata(ds, report, False), seed=0))
     overrides = {**parse_overrides(extra), "cache_dir": str(cache_dir)}
     configs = [load_config(CONFIG_DIR / f"{arm}.yaml", profile, overrides) for arm in arms]
-    for cfg in {stored_side(c.image_size, c.random_resized_crop): c for c in configs}.values():
-        prepare_data(dataclasses.replace(cfg, splits_file=str(splits_file), synthetic="none"), data_root,
-                     IMAGENET_MEAN, IMAGENET_STD)
+    build_image_caches(configs, data_root, splits_file)
     for cfg in configs:
         if cfg.synthetic != "none":
             ensure_cvae(cfg, ds, splits_file)

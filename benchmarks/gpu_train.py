@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import threading
@@ -60,11 +59,6 @@ BATCH = 64
 
 def on_gpu() -> bool:
     return torch.cuda.is_available()
-
-
-def card() -> str:
-    name = torch.cuda.get_device_name() if on_gpu() else "CPU dry run (figures meaningless)"
-    return f"{name}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
 
 
 def peak_memory_gib() -> float:
@@ -143,7 +137,7 @@ def rows(args) -> list[dict]:
             continue
         row = {"case": name, "backbone": backbone, "size": size, "batch": BATCH, "path": path,
                "precision": "bf16 autocast + channels_last" if amp else "fp32",
-               "loader_workers": args.workers if path == "cpu" else 0, **measured, "card": card()}
+               "loader_workers": args.workers if path == "cpu" else 0, **measured, "card": gpu_study.card()}
         out.append(row)
         with open(args.results / f"gpu_train_{accelerator_key().lower()}.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
@@ -197,7 +191,7 @@ def packing(args) -> None:
         print(json.dumps(rows[-1]), flush=True)
     packing_file = args.results / PACKING_FILE.name
     measurements = read_measurements(packing_file)
-    measurements[key] = {"card": card(), "date": date.today().isoformat(), "rows": rows}
+    measurements[key] = {"card": gpu_study.card(), "date": date.today().isoformat(), "rows": rows}
     packing_file.write_text(json.dumps(measurements, indent=2) + "\n")
     print("\n| arms at once | completed | wall s | summed train images/s | peak GPU memory |")
     print("|---:|---|---:|---:|---:|")
@@ -224,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("gpu_train: no CUDA device visible; this benchmark is for a GPU machine (or --dry-run)")
     args.out.mkdir(parents=True, exist_ok=True)
     args.results = args.out if args.dry_run else RESULTS
-    print(card(), flush=True)
+    print(gpu_study.card() + ("; dry run: figures meaningless" if args.dry_run else ""), flush=True)
     packing(args) if args.packing else rows(args)
 
 

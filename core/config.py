@@ -78,6 +78,11 @@ class RunConfig:
     augment: str = "auto"  # cpu (DataLoader workers) | device (whole batches on the GPU) | auto: device on CUDA
     compile: bool = False  # torch.compile the model (the first epoch pays the compile time)
 
+    @property
+    def mixes_images(self) -> bool:
+        """Mixup or cutmix: the targets are class distributions, not class indices."""
+        return bool(self.mixup_alpha or self.cutmix_alpha)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -155,7 +160,7 @@ def _check_values(config: RunConfig, source: str) -> None:
             raise ConfigError(f"{source}: {key} must be >= 0; got {getattr(config, key)}")
     if not config.ema_decay < 1:
         raise ConfigError(f"{source}: ema_decay must be below 1 (0 = off); got {config.ema_decay}")
-    if (config.mixup_alpha or config.cutmix_alpha) and config.batch_size % 2:
+    if config.mixes_images and config.batch_size % 2:
         raise ConfigError(f"{source}: mixup and cutmix mix each batch with its reverse: batch_size must be even; "
                           f"got {config.batch_size}")
     if not config.dropout < 1 or not config.label_smoothing < 1:

@@ -111,8 +111,7 @@ def build_loss(cfg: RunConfig, counts: Sequence[int]) -> nn.Module:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}; got {cfg.weighting!r}")
     if cfg.loss not in LOSS_KINDS:
         raise ValueError(f"loss kind must be one of {LOSS_KINDS}; got {cfg.loss!r}")
-    mixes = bool(cfg.mixup_alpha or cfg.cutmix_alpha)
-    if cfg.loss == "ce" and not mixes:
+    if cfg.loss == "ce" and not cfg.mixes_images:
         return nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
     gamma = cfg.focal_gamma if cfg.loss == "focal" else 0.0
     return FocalLoss(gamma, weight=weight, label_smoothing=cfg.label_smoothing)

@@ -10,6 +10,7 @@ evaluates its shard; rank 0 alone writes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -41,7 +42,7 @@ from core.data.device_batches import device_loaders
 from core.data.lesions import LesionDataset
 from core.data.metadata import DatasetError
 from core.data.split import attach_split, lesion_split
-from core.data.transforms import eval_transform, stored_side, train_transform
+from core.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, stored_side, train_transform
 from core.labels import CLASS_INDEX, CLASSES, NUM_CLASSES
 from core.losses import build_loss, class_weights
 from core.metrics import classification_metrics, evaluate_run, predictions_frame, selection_key
@@ -100,6 +101,19 @@ def prepare_data(cfg: RunConfig, data_root: str | Path, mean, std) -> Data:
     return Data(**parts, splits=splits, excluded=report.excluded(), root=ds.root.resolve(), test_info=test_info,
                 synthetic=ds.synthetic, fingerprint=ds.fingerprint(), mean=tuple(mean), std=tuple(std),
                 generated=generated)
+
+
+def build_image_caches(configs: list[RunConfig], data_root: str | Path, splits_file: str | Path) -> None:
+    """Decode and resize once per image side the configs need, before any of them trains.
+
+    prepare_data builds them, so the cache keys are the ones each run looks up. Real images
+    only: baseline_synth's cVAE images are made by its own step.
+    """
+    by_side = {stored_side(c.image_size, c.random_resized_crop): c for c in configs if c.cache}
+    for side, cfg in sorted(by_side.items()):
+        print(f"image cache at {side}px", flush=True)
+        prepare_data(dataclasses.replace(cfg, splits_file=str(splits_file), synthetic="none"), data_root,
+                     IMAGENET_MEAN, IMAGENET_STD)
 
 
 # --------------------------------------------------------------------------- distributed
@@ -271,7 +285,7 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
         runner = torch.compile(runner)
     criterion = build_loss(cfg, data.train_counts()).to(device)
     mixup = (Mixup(mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.cutmix_alpha, label_smoothing=0.0,
-                   num_classes=NUM_CLASSES) if cfg.mixup_alpha or cfg.cutmix_alpha else None)
+                   num_classes=NUM_CLASSES) if cfg.mixes_images else None)
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer, steps_per_epoch=len(train_loader))
     amp_dtype = devices.amp_dtype(device, cfg.amp)
@@ -298,8 +312,9 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
         if _patience_exhausted(cfg, state):
             break
         # Seeding from (seed, epoch) makes a resumed run draw what an uninterrupted one would.
-        torch.manual_seed(cfg.seed * 1_000_003 + epoch)
-        np.random.seed((cfg.seed * 1_000_003 + epoch) % 2**32)  # timm's Mixup draws from numpy
+        epoch_seed = cfg.seed * 1_000_003 + epoch
+        torch.manual_seed(epoch_seed)
+        np.random.seed(epoch_seed % 2**32)  # timm's Mixup draws from numpy
         train_loader.sampler.set_epoch(epoch)
         start = time.perf_counter()
         train_loss, images_per_s, data_wait = train_one_epoch(

@@ -30,8 +30,7 @@ from core.data.check import cached_check, usable_metadata
 from core.data.dataset import load_dataset
 from core.data.metadata import DatasetError
 from core.data.split import duplicates_report, lesion_split
-from core.data.transforms import IMAGENET_MEAN, IMAGENET_STD, stored_side
-from core.train import prepare_data
+from core.train import build_image_caches
 from ray_jobs import permanent, storage
 from ray_jobs.arms import PRE_STEPS
 from ray_jobs.resources import TRIAL_RESOURCES, Resources
@@ -109,25 +108,12 @@ def check_data(sweep: Sweep, run_configs: dict[str, RunConfig], record: dict | N
     return facts, splits
 
 
-def build_caches(sweep: Sweep, run_configs: dict[str, RunConfig], splits_file: Path) -> None:
-    """Decode and resize once per image side the arms need, before any trial starts.
-
-    core's own prepare_data builds them, so the cache keys are the ones the trials look up.
-    """
-    by_side = {stored_side(c.image_size, c.random_resized_crop): c for c in run_configs.values() if c.cache}
-    for side, cfg in sorted(by_side.items()):
-        print(f"image cache at {side}px", flush=True)
-        # Real images only: baseline_synth's cVAE images are its trial's pre-step.
-        prepare_data(dataclasses.replace(cfg, splits_file=str(splits_file), synthetic="none"), sweep.data_root,
-                     IMAGENET_MEAN, IMAGENET_STD)
-
-
 def start(sweep: Sweep, run_configs: dict[str, RunConfig], facts: dict, splits: pd.DataFrame,
           record: dict | None) -> dict:
     """Build the image caches, then write splits.csv and sweep.json (a new one, or the resumed one's)."""
     with tempfile.TemporaryDirectory() as local:
         splits_file = results.write_splits(Path(local), splits)
-        build_caches(sweep, run_configs, splits_file)
+        build_image_caches(list(run_configs.values()), sweep.data_root, splits_file)
         if not storage.exists(sweep.splits_file):
             storage.put_file(splits_file, sweep.splits_file)
     record = record or {

@@ -152,7 +152,7 @@ class EvalTransform:
     def __init__(self, size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD):
         self.size, self.mean, self.std = size, mean, std
 
-    def __call__(self, batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         images = to_unit_float(batch)
         if images.shape[-1] != self.size or images.shape[-2] != self.size:
             images = F.interpolate(images, size=(self.size, self.size), mode="bilinear", antialias=True,

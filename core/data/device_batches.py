@@ -3,7 +3,7 @@
 `DeviceBatches` iterates like the DataLoader it replaces: the same sampler (shuffled,
 weighted or DDP-sharded), the same `BatchSampler(sampler, batch_size, drop_last)`, and
 items `(images, labels, indices)`. The images live in device memory when they fit in the
-measured free memory, else in pinned host memory, copied per batch without blocking.
+measured free memory, else in host memory, each batch pinned and copied without blocking.
 """
 from __future__ import annotations
 
@@ -35,15 +35,14 @@ def fits_on_device(nbytes: int, device: torch.device) -> tuple[bool, str]:
 
 
 class ImageStore:
-    """uint8 (N, H, W, 3) images on `device`, or (resident=False) in host memory, pinned where CUDA exists."""
+    """uint8 (N, H, W, 3) images on `device`, or (resident=False) in host memory, each batch copied to a
+    pinned buffer and on to the device without blocking. (Pinning the whole store would buy nothing:
+    indexing a batch out of it makes an unpinned copy.)"""
 
     def __init__(self, images: np.ndarray, device: torch.device, resident: bool = True):
         self.device, self.resident = device, resident
         host = torch.from_numpy(images)
-        if resident:
-            self.images = host.to(device)
-        else:
-            self.images = host.pin_memory() if torch.cuda.is_available() else host
+        self.images = host.to(device) if resident else host
 
     def __len__(self) -> int:
         return len(self.images)
@@ -52,7 +51,7 @@ class ImageStore:
         if self.resident:
             return self.images[index.to(self.device)]
         batch = self.images[index]
-        if batch.device != self.device and torch.cuda.is_available():
+        if self.device.type == "cuda":
             batch = batch.pin_memory()
         return batch.to(self.device, non_blocking=True)
 
@@ -79,11 +78,11 @@ class DeviceBatches:
 
 def device_loaders(parts: Sequence[tuple], batch_size: int, device: torch.device) -> list[DeviceBatches]:
     """DeviceBatches for each (dataset, sampler, drop_last, transform), all held where the measured
-    free memory allows: every split on the device, or every split in pinned host memory."""
+    free memory allows: every split on the device, or every split in host memory."""
     arrays = [stacked(dataset.images) for dataset, *_ in parts]
     nbytes = sum(a.nbytes for a in arrays)
     resident, measured = fits_on_device(nbytes, device)
-    where = f"{device} memory" if resident else "pinned host memory, copied per batch"
+    where = f"{device} memory" if resident else "host memory, each batch pinned and copied"
     print(f"augment=device: {sum(map(len, arrays))} images ({nbytes / 2**30:.2f} GiB) held in {where} "
           f"({measured})", flush=True)
     return [DeviceBatches(dataset, ImageStore(array, device, resident), sampler, batch_size, drop_last, transform)
