@@ -227,7 +227,7 @@ def predict_external(trained: TrainedModel, external: ExternalSet, batch_size: i
     """Softmax probabilities (N, 7) in ground-truth order, on the run's device and precision."""
     cfg = from_dict(trained.config, source="the run's config")
     device = devices.resolve_device(cfg.device)
-    memory_format = devices.memory_format(device, cfg.channels_last)
+    memory_format = devices.memory_format(cfg.channels_last)
     model = trained.model.to(device, memory_format=memory_format)
     return predict(model, external_loader(trained, external, batch_size), device, devices.amp_dtype(device, cfg.amp),
                    memory_format, tta=tta)

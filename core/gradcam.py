@@ -13,26 +13,33 @@ from timm.models.mobilenetv3 import MobileNetV3
 from timm.models.resnet import ResNet
 from torch import nn
 
+MIN_CAM_CELLS = 7  # a map coarser than 7x7 paints blocks, not the lesion
 
-def find_target_layer(model: nn.Module) -> nn.Module:
-    """The last spatial feature layer of a timm EfficientNet, ConvNeXt, ResNet or MobileNetV3.
 
+def find_target_layer(model: nn.Module, image_size: int | None = None) -> nn.Module:
+    """The Grad-CAM layer of a timm EfficientNet, ConvNeXt, ResNet or MobileNetV3.
+
+    The last spatial feature layer, unless at `image_size` its map is under 7x7 cells: then
+    the deepest stage whose map has at least 7 (stride 16 at 112-223 px, stride 8 at 56-111).
     The timm network may be wrapped: the first one found among `model.modules()` is used.
     """
-    for m in model.modules():
-        if isinstance(m, EfficientNet):
-            return m.bn2  # conv_head + BN + activation: the map the classifier pools
-        if isinstance(m, ConvNeXt):
-            return m.stages[-1]
-        if isinstance(m, ResNet):
-            return m.layer4[-1]
-        if isinstance(m, MobileNetV3):
-            # Not conv_head: MobileNetV3 pools before conv_head, so that map is 1x1.
-            return m.blocks[-1]
-    raise ValueError(
-        f"no Grad-CAM target layer known for {type(model).__name__}; pass target_layer "
-        "by name (a dotted path such as 'layer4.1' or 'blocks.6')"
-    )
+    net = next((m for m in model.modules() if isinstance(m, (EfficientNet, ConvNeXt, ResNet, MobileNetV3))), None)
+    if net is None:
+        raise ValueError(
+            f"no Grad-CAM target layer known for {type(model).__name__}; pass target_layer "
+            "by name (a dotted path such as 'layer4.1' or 'blocks.6')"
+        )
+    stages = net.feature_info
+    if image_size is not None and image_size // stages[-1]["reduction"] < MIN_CAM_CELLS:
+        fine_enough = [s for s in stages if image_size // s["reduction"] >= MIN_CAM_CELLS] or stages[:1]
+        return net.get_submodule(fine_enough[-1]["module"])
+    if isinstance(net, EfficientNet):
+        return net.bn2  # conv_head + BN + activation: the map the classifier pools
+    if isinstance(net, ConvNeXt):
+        return net.stages[-1]
+    if isinstance(net, ResNet):
+        return net.layer4[-1]
+    return net.blocks[-1]  # MobileNetV3 pools before conv_head, so that map is 1x1
 
 
 def resolve_layer(model: nn.Module, dotted_name: str) -> nn.Module:
@@ -52,13 +59,14 @@ def compute_cams(
     """Grad-CAM maps, float32 [B, H, W] in [0, 1], one per normalised image in [B, 3, H, W].
 
     `target_classes` gives one class per image; None means each image's predicted
-    class. `target_layer` is a module, a dotted name, or None for find_target_layer.
+    class. `target_layer` is a module, a dotted name, or None for find_target_layer at the
+    images' size.
     The model runs in eval mode; every module's train/eval state is restored after.
     """
     if target_classes is not None and len(target_classes) != images.shape[0]:
         raise ValueError(f"{len(target_classes)} target classes for {images.shape[0]} images")
     if target_layer is None:
-        target_layer = find_target_layer(model)
+        target_layer = find_target_layer(model, min(images.shape[-2:]))
     elif isinstance(target_layer, str):
         target_layer = resolve_layer(model, target_layer)
 

@@ -276,7 +276,7 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
     train_loader, val_loader, test_loader = make_loaders(cfg, data, device)
 
     torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed input size: pick the fastest kernels once
-    memory_format = devices.memory_format(device, cfg.channels_last)
+    memory_format = devices.memory_format(cfg.channels_last)
     model.to(device, memory_format=memory_format)
     # `runner` trains and predicts; `model` is the plain module whose state dict is saved.
     runner = (DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)

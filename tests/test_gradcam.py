@@ -46,6 +46,39 @@ def test_target_layer_is_found_inside_a_wrapper(timm_model):
     assert find_target_layer(wrapper) is TIMM_LAYERS[name](model)
 
 
+def feature_map_side(model: nn.Module, layer: nn.Module, size: int) -> int:
+    seen = []
+    handle = layer.register_forward_hook(lambda module, args, out: seen.append(out.shape[-1]))
+    with torch.no_grad():
+        model.eval()(images(1, size))
+    handle.remove()
+    return seen[0]
+
+
+@pytest.mark.parametrize("size", [32, 64, 96, 128, 224])
+def test_the_cam_layer_has_a_map_of_at_least_7_cells_where_the_input_allows(timm_model, size):
+    name, model = timm_model
+    layer = find_target_layer(model, size)
+    side = feature_map_side(model, layer, size)
+    if size >= 224:  # the last feature map is 7x7: the layer the classifier pools
+        assert layer is TIMM_LAYERS[name](model) and side == 7
+    else:  # the deepest stage that still has 7 cells a side (or the first, on tiny inputs)
+        stages = [info["module"] for info in model.feature_info]
+        chosen = next(i for i, stage in enumerate(stages) if model.get_submodule(stage) is layer)
+        assert side >= 7 or chosen == 0
+        assert all(feature_map_side(model, model.get_submodule(s), size) < 7 for s in stages[chosen + 1:])
+
+
+def test_compute_cams_picks_the_layer_by_the_images_size(monkeypatch):
+    model = timm.create_model("test_efficientnet", pretrained=False, num_classes=7)
+    chosen = []
+    real = compute_cams.__globals__["find_target_layer"]
+    monkeypatch.setitem(compute_cams.__globals__, "find_target_layer",
+                        lambda m, size: chosen.append(size) or real(m, size))
+    compute_cams(model, images(1, 48))
+    assert chosen == [48]
+
+
 def test_cams_for_a_batch_with_different_targets(timm_model):
     _, model = timm_model
     model.train()
