@@ -1,5 +1,6 @@
-"""Matplotlib figures for the dashboard and the report, drawn on `Figure` objects (Agg,
-no pyplot): nothing here touches the process-wide backend or needs a display."""
+"""Matplotlib figures for the report (and the Predict tab's probabilities), drawn on `Figure` objects
+(Agg, no pyplot): nothing here touches the process-wide backend or needs a display. The dashboard's
+other tabs draw interactive Bokeh plots (plots.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -66,13 +67,10 @@ def history_figure(history: pd.DataFrame, selected_epoch: int | None, title: str
     return fig
 
 
-def threshold_figure(curves: dict[str, pd.DataFrame], title: str, at: float | None = None,
+def threshold_figure(curves: dict[str, pd.DataFrame], title: str,
                      marks: dict[str, list[float]] | None = None) -> Figure:
-    """Melanoma precision and recall against the threshold, one line per arm.
-
-    `marks` puts a dot on each arm's recall curve at its chosen thresholds; `at` draws
-    the threshold a slider points at.
-    """
+    """Melanoma precision and recall against the threshold, one line per arm; `marks` puts a dot on
+    each arm's recall curve at its chosen thresholds."""
     fig = Figure(figsize=(11, 4), layout="constrained")
     precision_ax, recall_ax = fig.subplots(1, 2, sharex=True)
     for arm, curve in curves.items():
@@ -84,8 +82,6 @@ def threshold_figure(curves: dict[str, pd.DataFrame], title: str, at: float | No
     for target in TARGET_RECALLS:
         recall_ax.axhline(target, color="grey", linewidth=0.6, linestyle=":")
     for ax, name in ((precision_ax, "precision"), (recall_ax, "recall")):
-        if at is not None:
-            ax.axvline(at, color="black", linestyle="--")
         ax.set_xlim(0, 1)
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("threshold on P(mel)")

@@ -4,11 +4,11 @@ from __future__ import annotations
 import panel as pn
 
 from core.results import read_config, read_external_metrics, read_history, read_metrics
-from dashboards.figures import confusion_figure, history_figure, reliability_figure, titled
+from dashboards.plots import confusion_plots, history_plots, reliability_plot
 from dashboards.results import arm_images
 from dashboards.state import Dashboard
 from dashboards.tables import EXTERNAL_NOTE, external_by_arm, intervals_by_arm, subgroup_rows
-from dashboards.views.common import figure, no_sweep, note, table
+from dashboards.views.common import no_sweep, note, plot, table
 
 
 def metrics_line(metrics: dict) -> str:
@@ -28,7 +28,7 @@ def evaluation_parts(arm: str, metrics: dict, synthetic: bool | None, external: 
         parts += [pn.pane.Markdown("#### Test figures, 95% lesion-level bootstrap intervals"),
                   table(intervals_by_arm({arm: metrics}))]
     if "calibration" in metrics:
-        parts.append(figure(reliability_figure(metrics["calibration"], titled(f"{arm}: test reliability", synthetic))))
+        parts.append(plot(reliability_plot(metrics["calibration"]), f"{arm}: test reliability", synthetic))
     subgroups = subgroup_rows(metrics)
     if len(subgroups):
         parts += [pn.pane.Markdown("#### Subgroups (test set): `flagged` = melanoma recall more than 10 points "
@@ -57,12 +57,13 @@ def arm_view(dash: Dashboard) -> pn.param.ParamFunction:
                               + ("" if history is None else f" Epochs so far: {len(history)}.")))
         else:
             parts += [pn.pane.Markdown(metrics_line(metrics)),
-                      figure(confusion_figure(metrics["test"]["confusion"],
-                                              titled(f"{arm}: test confusion matrix", sweep.synthetic)))]
+                      plot(confusion_plots(metrics["test"]["confusion"]), f"{arm}: test confusion matrix",
+                           sweep.synthetic, css_classes=["confusion"])]
             parts += evaluation_parts(arm, metrics, sweep.synthetic, read_external_metrics(arm_dir))
         if history is not None and len(history):
             selected = metrics["selected_epoch"] if metrics else None
-            parts.append(figure(history_figure(history, selected, titled(f"{arm}: training", sweep.synthetic))))
+            parts.append(plot(history_plots(history, selected), f"{arm}: training", sweep.synthetic,
+                              css_classes=["training-curves"]))
         for path in arm_images(arm_dir):  # e.g. the cVAE's cvae_losses.png, cvae_samples.png
             parts += [pn.pane.Markdown(f"#### {path.name}"), pn.pane.PNG(str(path), width=700)]
         if config is not None:

@@ -1,4 +1,4 @@
-"""Small building blocks the tabs share: tables, figures, images, notices."""
+"""Small building blocks the tabs share: tables, plots, images, notices."""
 from __future__ import annotations
 
 import io
@@ -10,6 +10,7 @@ from bokeh.models.widgets.tables import NumberFormatter
 from matplotlib.figure import Figure
 from PIL import Image
 
+from dashboards.figures import titled
 from dashboards.results import SweepView
 
 SYNTHETIC_NOTE = ("**SYNTHETIC demo data.** This sweep ran on the built-in synthetic dataset, not HAM10000: "
@@ -33,6 +34,12 @@ def table(frame: pd.DataFrame, digits: dict[str, int] | None = None, **params) -
 
 def figure(fig: Figure, **params) -> pn.pane.Matplotlib:
     return pn.pane.Matplotlib(fig, dpi=90, format="png", tight=False, **params)
+
+
+def plot(layout, title: str, synthetic: bool | None, **params) -> pn.Column:
+    """An interactive Bokeh plot (hover, zoom, pan) under its title, marked when the data is synthetic."""
+    return pn.Column(pn.pane.Markdown(f"#### {titled(title, synthetic)}"), pn.pane.Bokeh(layout),
+                     sizing_mode="stretch_width", **params)
 
 
 def image(array: np.ndarray, width: int = 224, **params) -> pn.pane.PNG:

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import panel as pn
 
-from dashboards.figures import recall_heatmap, titled
+from dashboards.plots import recall_heatmap
 from dashboards.state import Dashboard
 from dashboards.tables import recall_table
-from dashboards.views.common import figure, no_sweep, note, table
+from dashboards.views.common import no_sweep, note, plot, table
 
 
 def recall_view(dash: Dashboard) -> pn.param.ParamFunction:
@@ -21,7 +21,7 @@ def recall_view(dash: Dashboard) -> pn.param.ParamFunction:
             pn.pane.Markdown("### Test recall per class (Table 3)\nRows are arms; empty cells are arms "
                              "without results yet."),
             table(recalls, css_classes=["recall-table"]),
-            figure(recall_heatmap(recalls, titled("Test recall per class", sweep.synthetic))),
+            plot(recall_heatmap(recalls), "Test recall per class", sweep.synthetic, css_classes=["recall-heatmap"]),
         )
 
     return pn.param.ParamFunction(pn.bind(render, dash.param.version))

@@ -1,5 +1,6 @@
-"""Melanoma threshold tab: precision/recall curves, operating points, a threshold slider, on the
-plain probabilities or the calibrated ones (temperature fitted on each arm's validation set)."""
+"""Melanoma threshold tab: precision, recall and specificity curves (hover reads them), operating points,
+a threshold slider, on the plain probabilities or the calibrated ones (temperature fitted on each arm's
+validation set)."""
 from __future__ import annotations
 
 import panel as pn
@@ -9,11 +10,11 @@ from core.calibration import apply_temperature
 from core.labels import MEL, PROB_COLUMNS
 from core.metrics import at_threshold, threshold_curve
 from core.results import read_metrics
-from dashboards.figures import threshold_figure, titled
+from dashboards.plots import AT, threshold_plots
 from dashboards.results import load_predictions
 from dashboards.state import Dashboard
 from dashboards.tables import VARIANTS, operating_point_rows
-from dashboards.views.common import figure, no_sweep, note, table
+from dashboards.views.common import no_sweep, note, plot, table
 
 AT_COLUMNS = ("precision", "recall", "specificity", "tp", "fp", "tn", "fn")
 POINT_TABLE = {"target_recall": "target", "threshold": "t", "precision": "precision", "recall": "recall",
@@ -85,25 +86,44 @@ def threshold_view(dash: Dashboard) -> pn.Column:
     sync_arms()
     sync_slider()
 
-    def curves(selected: list[str], t: float, on_scale: str, version: int):
+    curves = pn.Column(sizing_mode="stretch_width")
+
+    def draw_curves(*_):
         sweep = dash.sweep
         if sweep is None:
-            return no_sweep()
+            curves[:] = [no_sweep()]
+            return
         frames, marks = {}, {}
-        for arm in selected:
+        for arm in arms.value:
             predictions = load_predictions(sweep.arm_dir(arm), "test")
             metrics = read_metrics(sweep.arm_dir(arm))
             if predictions is None or metrics is None:
                 continue
-            points, temperature = _scale(metrics, on_scale)
+            points, temperature = _scale(metrics, scale.value)
             if points not in metrics:  # written before calibrated operating points existed
                 continue
             frames[arm] = threshold_curve(*_is_mel_and_score(predictions, temperature))
             marks[arm] = [r["threshold"] for r in metrics[points]["chosen_on_val"] if r["threshold"] is not None]
-        probabilities = "calibrated P(mel)" if on_scale == CALIBRATED else "P(mel)"
-        title = titled(f"Melanoma precision and recall on test against {probabilities} "
-                       "(dots: thresholds chosen on validation)", sweep.synthetic)
-        return figure(threshold_figure(frames, title, at=t, marks=marks))
+        if not frames:
+            curves[:] = [note("No arm picked above has test predictions and operating points on this scale.")]
+            return
+        probabilities = "calibrated P(mel)" if scale.value == CALIBRATED else "P(mel)"
+        curves[:] = [plot(threshold_plots(frames, marks, slider.value),
+                          f"Melanoma precision, recall and specificity on test against {probabilities} (hover to "
+                          "read a threshold; dots: thresholds chosen on validation)", sweep.synthetic,
+                          css_classes=["threshold-curves"])]
+
+    def move_threshold(event):
+        """The dashed line follows the slider without redrawing (a zoom stays as it is)."""
+        for pane in curves.select(pn.pane.Bokeh):
+            for line in pane.object.select({"name": AT}):
+                line.location = event.new
+
+    for widget in (arms, scale):
+        widget.param.watch(draw_curves, "value")
+    dash.param.watch(draw_curves, "version")
+    slider.param.watch(move_threshold, "value")
+    draw_curves()
 
     def arm_tables(arm: str | None, t: float, on_scale: str, version: int):
         sweep = dash.sweep
@@ -136,7 +156,7 @@ def threshold_view(dash: Dashboard) -> pn.Column:
                          "P(mel) after each arm's temperature scaling (fitted on its validation set); the "
                          "thresholds are then chosen on those probabilities."),
         pn.Row(arms, scale),
-        pn.param.ParamFunction(pn.bind(curves, arms, slider.param.value_throttled, scale, dash.param.version)),
+        curves,
         slider,
         pn.param.ParamFunction(pn.bind(arm_tables, dash.param.arm, slider.param.value_throttled, scale,
                                        dash.param.version)),
