@@ -4,7 +4,8 @@
     python -m dashboards --results DIR [--port 5006]        (127.0.0.1 by default)
 
 It reads RESULTS/<sweep>/ only (and checkpoints through core for prediction and
-Grad-CAM); it never imports Ray. `?sweep=NAME` in the page address picks a sweep.
+Grad-CAM); it never imports Ray. The page's address holds the sweep, the arm and the tab
+(`?sweep=NAME&arm=ARM&tab=threshold`): a link opens the view it was copied from.
 """
 from __future__ import annotations
 
@@ -37,22 +38,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+TABS = {  # the name in the address: (the tab's title, its view)
+    "sweep": ("Sweep", sweep_view),
+    "recall": ("Per-class recall", recall_view),
+    "arm": ("Arm", arm_view),
+    "threshold": ("Melanoma threshold", threshold_view),
+    "gradcam": ("Grad-CAM", gallery_view),
+    "dataset": ("Dataset", dataset_view),
+    "predict": ("Predict", predict_view),
+}
+
+
+def _asked(name: str) -> str | None:
+    """A query parameter of the page's address, as this session started."""
+    values = (pn.state.session_args or {}).get(name)
+    return values[0].decode() if values else None
+
+
+def _link_tab(dash: Dashboard, tabs: pn.Tabs, asked: str | None) -> None:
+    """The open tab and `dash.tab` follow each other, starting at the one asked for (or the first)."""
+    names = list(TABS)
+    dash.param.tab.objects = names
+    dash.tab = asked if asked in names else names[0]
+    tabs.active = names.index(dash.tab)
+    tabs.param.watch(lambda event: setattr(dash, "tab", names[event.new]), "active")
+    dash.param.watch(lambda event: setattr(tabs, "active", names.index(event.new)), "tab")
+
+
 def create_app(results_root: Path, refresh_s: float = 5.0) -> pn.template.BootstrapTemplate:
-    requested = pn.state.session_args.get("sweep", [b""])[0].decode() if pn.state.session_args else ""
-    dash = Dashboard(results_root, requested or None)
+    dash = Dashboard(results_root, _asked("sweep"), _asked("arm"))
     if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
         pn.state.add_periodic_callback(dash.poll, period=int(refresh_s * 1000))
     refused = pn.pane.Alert(dash.message, alert_type="danger", visible=bool(dash.message))
-    tabs = pn.Tabs(
-        ("Sweep", sweep_view(dash)),
-        ("Per-class recall", recall_view(dash)),
-        ("Arm", arm_view(dash)),
-        ("Melanoma threshold", threshold_view(dash)),
-        ("Grad-CAM", gallery_view(dash)),
-        ("Dataset", dataset_view(dash)),
-        ("Predict", predict_view(dash)),
-        dynamic=True, sizing_mode="stretch_width",
-    )
+    tabs = pn.Tabs(*((title, view(dash)) for title, view in TABS.values()), dynamic=True,
+                   sizing_mode="stretch_width")
+    _link_tab(dash, tabs, _asked("tab"))
+    if pn.state.location is not None:  # from here on the address follows the selection
+        pn.state.location.sync(dash, {"sweep_name": "sweep", "arm": "arm", "tab": "tab"})
     sidebar = [
         pn.widgets.Select.from_param(dash.param.sweep_name, sizing_mode="stretch_width"),
         pn.widgets.Select.from_param(dash.param.arm, sizing_mode="stretch_width"),

@@ -1,4 +1,4 @@
-"""What one browser session looks at: the sweep, the arm, and whether the files changed."""
+"""What one browser session looks at: the sweep, the arm, the tab, and whether the files changed."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,15 +9,17 @@ from dashboards.results import SweepView, UnsafePath, files_signature, list_swee
 
 
 class Dashboard(param.Parameterized):
-    """The selection shared by every tab. `version` goes up whenever the selected sweep's
-    files change on disk (a run wrote), so views that depend on it redraw."""
+    """The selection shared by every tab, and kept in the page's address (sweep, arm, tab).
+    `version` goes up whenever the selected sweep's files change on disk (a run wrote), so views
+    that depend on it redraw."""
 
     sweep_name = param.Selector(default=None, objects=[], label="Sweep")
     arm = param.Selector(default=None, objects=[], label="Arm")
+    tab = param.Selector(default=None, objects=[], doc="the open tab, by its name in the address (the app's names)")
     version = param.Integer(default=0)
-    message = param.String(default="", doc="why a requested sweep was refused, if it was")
+    message = param.String(default="", doc="why a requested sweep or arm was refused, if one was")
 
-    def __init__(self, results_root: str | Path, requested: str | None = None):
+    def __init__(self, results_root: str | Path, requested: str | None = None, arm: str | None = None):
         super().__init__()
         self.results_root = Path(results_root)
         self.sweep: SweepView | None = None
@@ -27,6 +29,8 @@ class Dashboard(param.Parameterized):
             self.request(requested)
         if self.sweep_name is None and self.param.sweep_name.objects:
             self.sweep_name = self.param.sweep_name.objects[0]
+        if arm and not self.message:
+            self.request_arm(arm)
 
     def request(self, name: str) -> None:
         """Select a sweep by a name from outside (the page's URL); refuse one outside the root."""
@@ -36,6 +40,13 @@ class Dashboard(param.Parameterized):
             self.message = f"Refused sweep {name!r}: {e}"
             return
         self.sweep_name = name
+
+    def request_arm(self, name: str) -> None:
+        """Select an arm of the selected sweep by a name from outside (the page's URL)."""
+        if name in self.param.arm.objects:
+            self.arm = name
+        else:
+            self.message = f"Sweep {self.sweep_name!r} has no arm {name!r}."
 
     @param.depends("sweep_name", watch=True)
     def _load(self) -> None:

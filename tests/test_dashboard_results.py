@@ -125,6 +125,17 @@ def test_dashboard_refuses_a_requested_sweep_outside_the_root(tmp_path):
     assert dash.sweep.path == (root / "smoke").resolve()
 
 
+def test_dashboard_selects_the_sweep_and_arm_an_address_asks_for(tmp_path):
+    from dashboards.state import Dashboard
+
+    make_sweep(tmp_path, "first", {"baseline": "finished"})
+    make_sweep(tmp_path, "second", {"baseline": "finished", "sampler": "finished"})
+    dash = Dashboard(tmp_path, requested="second", arm="sampler")
+    assert (dash.sweep_name, dash.arm, dash.message) == ("second", "sampler", "")
+    dash = Dashboard(tmp_path, requested="first", arm="sampler")
+    assert (dash.sweep_name, dash.arm) == ("first", "baseline") and "no arm 'sampler'" in dash.message
+
+
 def test_dashboard_poll_picks_up_a_finishing_arm_and_new_sweeps(tmp_path):
     from dashboards.state import Dashboard
 
