@@ -49,6 +49,15 @@ TABS = {  # the name in the address: (the tab's title, its view)
 }
 
 
+ADDRESS = {"sweep_name": "sweep", "arm": "arm", "tab": "tab"}  # Dashboard parameter: query parameter
+
+
+def _show_in_address(dash: Dashboard) -> None:
+    """Once the page has loaded: the address names what is shown, not what it asked for and was refused."""
+    shown = {name: getattr(dash, parameter) for parameter, name in ADDRESS.items()}
+    pn.state.location.update_query(**{name: value for name, value in shown.items() if value is not None})
+
+
 def _asked(name: str) -> str | None:
     """A query parameter of the page's address, as this session started."""
     values = (pn.state.session_args or {}).get(name)
@@ -74,7 +83,8 @@ def create_app(results_root: Path, refresh_s: float = 5.0) -> pn.template.Bootst
                    sizing_mode="stretch_width")
     _link_tab(dash, tabs, _asked("tab"))
     if pn.state.location is not None:  # from here on the address follows the selection
-        pn.state.location.sync(dash, {"sweep_name": "sweep", "arm": "arm", "tab": "tab"})
+        pn.state.location.sync(dash, ADDRESS)
+        pn.state.onload(lambda: _show_in_address(dash))
     sidebar = [
         pn.widgets.Select.from_param(dash.param.sweep_name, sizing_mode="stretch_width"),
         pn.widgets.Select.from_param(dash.param.arm, sizing_mode="stretch_width"),

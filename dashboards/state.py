@@ -13,9 +13,11 @@ class Dashboard(param.Parameterized):
     `version` goes up whenever the selected sweep's files change on disk (a run wrote), so views
     that depend on it redraw."""
 
-    sweep_name = param.Selector(default=None, objects=[], label="Sweep")
-    arm = param.Selector(default=None, objects=[], label="Arm")
-    tab = param.Selector(default=None, objects=[], doc="the open tab, by its name in the address (the app's names)")
+    # check_on_set: a name from the address that is not among the objects is refused (ValueError)
+    sweep_name = param.Selector(default=None, objects=[], check_on_set=True, allow_None=True, label="Sweep")
+    arm = param.Selector(default=None, objects=[], check_on_set=True, allow_None=True, label="Arm")
+    tab = param.Selector(default=None, objects=[], check_on_set=True, allow_None=True,
+                         doc="the open tab, by its name in the address (the app names them)")
     version = param.Integer(default=0)
     message = param.String(default="", doc="why a requested sweep or arm was refused, if one was")
 
@@ -39,7 +41,10 @@ class Dashboard(param.Parameterized):
         except (UnsafePath, FileNotFoundError) as e:
             self.message = f"Refused sweep {name!r}: {e}"
             return
-        self.sweep_name = name
+        if name in self.param.sweep_name.objects:
+            self.sweep_name = name
+        else:  # a path to a sweep, not its name
+            self.message = f"Refused sweep {name!r}: not the name of a sweep folder under the results root"
 
     def request_arm(self, name: str) -> None:
         """Select an arm of the selected sweep by a name from outside (the page's URL)."""

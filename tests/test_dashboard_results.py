@@ -134,6 +134,10 @@ def test_dashboard_selects_the_sweep_and_arm_an_address_asks_for(tmp_path):
     assert (dash.sweep_name, dash.arm, dash.message) == ("second", "sampler", "")
     dash = Dashboard(tmp_path, requested="first", arm="sampler")
     assert (dash.sweep_name, dash.arm) == ("first", "baseline") and "no arm 'sampler'" in dash.message
+    for parameter, name in (("sweep_name", "../second"), ("arm", "sampler")):  # as pn.state.location sets them
+        with pytest.raises(ValueError):
+            setattr(dash, parameter, name)
+    assert (dash.sweep_name, dash.arm) == ("first", "baseline")
 
 
 def test_dashboard_poll_picks_up_a_finishing_arm_and_new_sweeps(tmp_path):
