@@ -3,6 +3,7 @@ on the smoke sweep. Screenshots go to artifacts/dashboard/ (look at them)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import HAM
+from tests.sweep_fixture import make_sweep
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[1]
@@ -87,7 +89,11 @@ def browsing(url: str, profile: Path) -> Iterator:
 
 @pytest.fixture(scope="module")
 def server(smoke_sweep, tmp_path_factory):
-    with serving(smoke_sweep.parent, tmp_path_factory.mktemp("panel") / "serve.log") as url:
+    """The smoke sweep (the first, so the default) and a second sweep, `tuned`, to pick by the address."""
+    root = tmp_path_factory.mktemp("results")
+    shutil.copytree(smoke_sweep, root / smoke_sweep.name)
+    make_sweep(root, "tuned", {"baseline": "finished", "sampler": "finished"})
+    with serving(root, tmp_path_factory.mktemp("panel") / "serve.log") as url:
         yield url
 
 
@@ -111,6 +117,14 @@ def open_tab(page, name: str) -> None:
 
 def shot(page, name: str) -> None:
     page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
+
+
+def bokeh_plots(page, holder: str):
+    """The Bokeh figures under `holder`, once the first has rendered; the holder shows no <img>."""
+    figures = page.locator(f"{holder} .bk-Figure")
+    figures.first.wait_for()
+    assert page.locator(f"{holder} img").count() == 0
+    return figures
 
 
 def test_summary_table_shows_every_arm(page, smoke_sweep):
@@ -137,6 +151,23 @@ def test_operating_point_table_has_three_rows(page):
     assert page.locator(".op-chosen-on-val .tabulator-row").count() == 3
     shot(page, "02b_threshold_calibrated")
     page.locator(".probability-scale button", has_text="as trained").click()
+
+
+def test_hovering_a_threshold_curve_reads_precision_recall_and_specificity(page, smoke_sweep):
+    open_tab(page, "Melanoma threshold")
+    page.get_by_text("specificity on test against P(mel)").wait_for()  # as trained, not calibrated
+    figures = bokeh_plots(page, ".threshold-curves")
+    assert figures.count() == len(list(smoke_sweep.glob("*/metrics.json")))  # a plot per finished arm
+    frame = figures.first.locator(".bk-CartesianFrame").bounding_box()  # the plot area, t from 0 to 1
+    page.mouse.move(frame["x"] + 0.05 * frame["width"], frame["y"] + 0.5 * frame["height"])  # t = 0.05
+    tooltip = page.locator(".bk-tooltip-content:visible", has_text="precision")
+    tooltip.wait_for()
+    text = tooltip.inner_text()
+    for rate in ("precision", "recall", "specificity"):
+        assert re.search(rf"{rate}:\s*[01]\.\d{{3}}", text), text
+    assert re.search(r"tp / fp / tn / fn:\s*\d+ / \d+ / \d+ / \d+", text), text
+    shot(page, "02c_threshold_hover")
+    page.mouse.move(0, 0)
 
 
 def test_gallery_and_dataset_render(page):
@@ -184,3 +215,19 @@ def test_predict_an_upload_then_survive_a_text_file(page, demo_root, tmp_path):
     open_tab(page, "Sweep")
     page.locator(".summary-table .tabulator-row").first.wait_for()
     shot(page, "07_after_error")
+
+
+def test_the_address_holds_the_sweep_the_arm_and_the_tab(page, server):
+    page.goto(f"{server}?sweep=tuned&arm=sampler&tab=arm")
+    page.get_by_text("Arm sampler: finished").wait_for()
+    sweep, arm = page.locator("select").nth(0), page.locator("select").nth(1)
+    assert (sweep.input_value(), arm.input_value()) == ("tuned", "sampler")
+    assert bokeh_plots(page, ".training-curves").count() == 2  # loss, validation
+    assert bokeh_plots(page, ".confusion").count() == 2  # counts, row-normalized
+    shot(page, "08_arm_from_address")
+    arm.select_option("baseline")
+    page.wait_for_url(re.compile(r"[?&]arm=baseline"))
+    open_tab(page, "Per-class recall")
+    page.wait_for_url(re.compile(r"[?&]tab=recall"))
+    assert "sweep=tuned" in page.url
+    bokeh_plots(page, ".recall-heatmap")
