@@ -31,6 +31,8 @@ class RunConfig:
     # data
     random_resized_crop: bool = False  # else a plain resize
     split_seed: int = 0
+    val_fraction: float = 0.1  # of the images, lesion-wise (the demo profile holds out more, for tighter intervals)
+    test_fraction: float = 0.1
     splits_file: str | None = None  # a saved split (the sweep shares one); else made from split_seed
     duplicates_file: str | None = None  # `python -m core.data duplicates` CSV: each pair kept in one split
     skip_bad_images: bool = False  # drop rows `check` reports as errors, listed in excluded.csv
@@ -98,11 +100,11 @@ CHOICES = {
     "auto_augment": choices.AUTO_AUGMENT,
 }
 POSITIVE = ("image_size", "epochs", "batch_size", "lr", "synthetic_target", "cvae_epochs", "cvae_latent",
-            "cvae_beta", "bootstrap_replicates")
+            "cvae_beta", "bootstrap_replicates", "val_fraction", "test_fraction")
 NON_NEGATIVE = ("dropout", "mel_multiplier", "label_smoothing", "focal_gamma", "weight_decay",
                 "warmup_epochs", "grad_clip", "patience", "num_workers", "cvae_kl_warmup", "ema_decay",
                 "mixup_alpha", "cutmix_alpha")
-FRACTIONS = ("synthetic_target", "cvae_kl_warmup")  # at most 1
+FRACTIONS = ("synthetic_target", "cvae_kl_warmup", "val_fraction", "test_fraction")  # at most 1
 
 
 def from_dict(values: dict[str, Any], source: str = "config") -> RunConfig:
@@ -168,12 +170,27 @@ def _check_values(config: RunConfig, source: str) -> None:
     for key in FRACTIONS:
         if getattr(config, key) > 1:
             raise ConfigError(f"{source}: {key} is a fraction, at most 1; got {getattr(config, key)}")
+    if config.val_fraction + config.test_fraction >= 1:
+        raise ConfigError(f"{source}: val_fraction + test_fraction must leave images to train on; got "
+                          f"{config.val_fraction} + {config.test_fraction}")
     from core.model import check_backbone  # timm, and so torch, only when a config is validated
 
     try:
         check_backbone(config.backbone)
     except ValueError as e:
         raise ConfigError(f"{source}: {e}") from None
+
+
+def same_runs(configs: dict[str, RunConfig]) -> dict[str, str]:
+    """{arm: the earlier arm it repeats} for arms whose resolved configs differ in their name only:
+    a profile that overrides what set them apart (the demo's one backbone, size and epoch count)."""
+    first, same = {}, {}
+    for arm, cfg in configs.items():
+        key = repr(sorted({**cfg.to_dict(), "name": None}.items()))
+        same_as = first.setdefault(key, arm)
+        if same_as != arm:
+            same[arm] = same_as
+    return same
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -1,13 +1,18 @@
-"""Grad-CAM overlays for a run's test images.
+"""Grad-CAM overlays for a run's test images, and how much of their heat lies on the lesion.
 
     python -m core.explain --run RUN_DIR --data-root DIR --out DIR [--dx mel] [--wrong-only] [--missed-mel]
+    python -m core.explain --run RUN_DIR --data-root DIR --cam-mass
 
 Each image gets one PNG: the image, the overlay for the predicted class and the overlay
-for melanoma, side by side; `index.csv` lists what was written.
+for melanoma, side by side; `index.csv` lists what was written. `--cam-mass` prints the
+share of Grad-CAM mass inside the lesion mask on correctly classified test images, where
+the data root has masks (DIR/masks/<image_id>_segmentation.png, the ISIC layout that
+`python -m core.data demo --masks` writes).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -19,8 +24,11 @@ from core import io, results
 from core.data.cache import resize_square
 from core.data.dataset import load_dataset
 from core.data.images import load_rgb
+from core.gradcam import cam_mass_inside, compute_cams
 from core.labels import CLASS_INDEX, CLASSES, MEL, PROB_COLUMNS
 from core.predict import gradcam_overlay, load_run
+
+MASKS = "masks"
 
 
 def select_cases(predictions: pd.DataFrame, dx: str | None = None, wrong_only: bool = False,
@@ -36,6 +44,39 @@ def select_cases(predictions: pd.DataFrame, dx: str | None = None, wrong_only: b
     return frame
 
 
+def mask_file(data_root: str | Path, image_id: str) -> Path:
+    return Path(data_root) / MASKS / f"{image_id}_segmentation.png"
+
+
+def cam_mass_on_lesions(trained, data_root: str | Path, predictions: pd.DataFrame,
+                        limit: int = 48) -> pd.DataFrame | None:
+    """Grad-CAM (predicted class) on up to `limit` correctly classified images that have a lesion
+    mask: per image, the share of CAM mass inside the mask (`inside`), the share of the image the
+    mask covers (`mask_area`: what a map blind to the lesion would score) and whether the hottest
+    cell is on the lesion (`peak_inside`). None when no such image has a mask."""
+    right = select_cases(predictions).query("dx == predicted")
+    ids = [i for i in right["image_id"] if mask_file(data_root, i).is_file()][:limit]
+    if not ids:
+        return None
+    images = load_dataset(data_root).images
+    rows = []
+    for start in range(0, len(ids), 16):  # batches: Grad-CAM keeps every activation for the backward pass
+        batch = ids[start:start + 16]
+        cams = compute_cams(trained.model, trained.inputs([load_rgb(images[i]) for i in batch]))
+        for image_id, cam in zip(batch, cams):
+            mask = resize_square(Image.open(mask_file(data_root, image_id)).convert("RGB"), cam.shape[0])[..., 0] > 127
+            rows.append({"image_id": image_id, "inside": cam_mass_inside(cam, mask), "mask_area": mask.mean(),
+                         "peak_inside": bool(mask.flat[cam.argmax()])})
+    return pd.DataFrame(rows)
+
+
+def cam_mass_summary(mass: pd.DataFrame) -> dict:
+    return {"images": len(mass), "mean_inside": round(float(mass["inside"].mean()), 3),
+            "median_inside": round(float(mass["inside"].median()), 3),
+            "mask_area": round(float(mass["mask_area"].mean()), 3),
+            "peak_inside": round(float(mass["peak_inside"].mean()), 3)}
+
+
 def explain_image(trained, image: Image.Image, predicted: str) -> np.ndarray:
     """Image | Grad-CAM for the predicted class | Grad-CAM for melanoma, as one uint8 strip."""
     panels = [resize_square(image, trained.image_size), gradcam_overlay(trained, image, CLASS_INDEX[predicted]),
@@ -47,20 +88,31 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.explain", description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, required=True)
     parser.add_argument("--data-root", type=Path, required=True, help="the dataset the run was trained on")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, help="where the overlays go (not needed with --cam-mass)")
     parser.add_argument("--dx", choices=CLASSES, help="only images of this true class")
     parser.add_argument("--wrong-only", action="store_true", help="only misclassified images")
     parser.add_argument("--missed-mel", action="store_true", help="only melanomas predicted as something else")
     parser.add_argument("--limit", type=int, default=50, help="at most this many images")
+    parser.add_argument("--cam-mass", action="store_true", help="print the CAM mass inside the lesion masks instead")
     args = parser.parse_args(argv)
+    if args.out is None and not args.cam_mass:
+        parser.error("--out is required (or --cam-mass)")
 
     try:
         trained = load_run(args.run)
     except (FileNotFoundError, ValueError) as e:  # no best.pt, or one refused (UntrustedCheckpoint)
         print(f"error: {e}", file=sys.stderr)
         return 2
-    cases = select_cases(pd.read_csv(results.predictions_path(args.run, "test"), dtype={"image_id": str}),
-                         args.dx, args.wrong_only, args.missed_mel).head(args.limit)
+    predictions = pd.read_csv(results.predictions_path(args.run, "test"), dtype={"image_id": str})
+    if args.cam_mass:
+        mass = cam_mass_on_lesions(trained, args.data_root, predictions, args.limit)
+        if mass is None:
+            print(f"error: no correctly classified test image has a mask under {args.data_root / MASKS}",
+                  file=sys.stderr)
+            return 2
+        print(json.dumps(cam_mass_summary(mass)))
+        return 0
+    cases = select_cases(predictions, args.dx, args.wrong_only, args.missed_mel).head(args.limit)
     images = load_dataset(args.data_root).images
     missing = [i for i in cases["image_id"] if i not in images]
     if missing:

@@ -3,7 +3,9 @@
     python -m core.predict --run RUN_DIR IMAGE... [--gradcam OUT_DIR] [--cam-class mel]
 
 Prints one JSON object per image. The flags use the thresholds chosen on validation
-(metrics.json, "chosen_on_val"), never ones chosen on test.
+(metrics.json, "chosen_on_val"), never ones chosen on test. Its "warnings" (also on stderr)
+say when the arm was trained on synthetic data, and when the image is out of distribution
+(core/ood.py: its feature distance from the training images, with its false-alarm rate).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from core.data.transforms import eval_transform, stored_side
 from core.gradcam import compute_cams, overlay
 from core.labels import CLASS_INDEX, CLASSES, MEL
 from core.model import build_model
+from core.ood import FeatureDistance, pooled_features
 
 
 @dataclass
@@ -38,6 +41,7 @@ class TrainedModel:
     # [{"target_recall", "threshold"}] chosen on validation; empty when metrics.json is absent
     operating_points: list[dict] = field(default_factory=list)
     temperature: float | None = None  # fitted on validation (metrics.json "calibration"), when known
+    ood: FeatureDistance | None = None  # the out-of-distribution statistic (ood.npz), when the run has one
 
     @property
     def image_size(self) -> int:
@@ -69,14 +73,41 @@ def load_run(run_dir: str | Path) -> TrainedModel:
         points = [{"target_recall": r["target_recall"], "threshold": r["threshold"]}
                   for r in metrics["mel_operating_points"]["chosen_on_val"] if r["threshold"] is not None]
         temperature = metrics.get("calibration", {}).get("temperature")
+    arrays = results.read_ood(run_dir)
     return TrainedModel(model, cfg, tuple(saved["mean"]), tuple(saved["std"]), saved["synthetic_data"], points,
-                        temperature)
+                        temperature, FeatureDistance.from_arrays(arrays) if arrays else None)
 
 
 @torch.no_grad()
 def predict_images(trained: TrainedModel, images: list[Image.Image]) -> np.ndarray:
     """Softmax probabilities (N, 7) in CLASSES order."""
     return torch.softmax(trained.model(trained.inputs(images)), dim=1).numpy()
+
+
+@torch.no_grad()
+def out_of_distribution(trained: TrainedModel, images: list[Image.Image]) -> list[dict] | None:
+    """Per image: its feature-space distance from the training images, and whether it passes the
+    threshold that flags 5% of validation images (None for a run without ood.npz)."""
+    if trained.ood is None:
+        return None
+    scores = trained.ood.score(pooled_features(trained.model, trained.inputs(images)).numpy())
+    return [{"score": round(float(s), 3), "threshold": round(trained.ood.threshold, 3),
+             "flagged": bool(s > trained.ood.threshold),
+             "test_false_alarm_rate": round(trained.ood.test_false_alarm_rate, 4)} for s in scores]
+
+
+def warnings(result: dict) -> list[str]:
+    """What a reader of this prediction must know before trusting it."""
+    lines = []
+    if result["synthetic_training_data"]:
+        lines.append("this arm was trained on SYNTHETIC demo data: it has never seen a real skin lesion, and its "
+                     "prediction says nothing about this image")
+    ood = result.get("out_of_distribution")
+    if ood and ood["flagged"]:
+        lines.append(f"the image is unlike the arm's training images (feature distance {ood['score']:.1f} > "
+                     f"{ood['threshold']:.1f}, a threshold that flags {ood['test_false_alarm_rate']:.0%} of held-out "
+                     "test images): treat the prediction as unreliable")
+    return lines
 
 
 def mel_flags(trained: TrainedModel, p_mel: float) -> list[dict]:
@@ -97,7 +128,8 @@ def calibrated(trained: TrainedModel, probs: np.ndarray) -> np.ndarray | None:
 
 
 def describe(trained: TrainedModel, name: str, image: Image.Image, probs: np.ndarray) -> dict:
-    """The flags use the plain P(mel), on which the thresholds were chosen; calibrated ones are beside."""
+    """The flags use the plain P(mel), on which the thresholds were chosen; calibrated ones are beside.
+    `warnings` says what makes the prediction untrustworthy (synthetic training data, an unfamiliar image)."""
     out = {
         "image": name,
         "probabilities": {c: round(float(p), 6) for c, p in zip(CLASSES, probs)},
@@ -106,10 +138,14 @@ def describe(trained: TrainedModel, name: str, image: Image.Image, probs: np.nda
         "mel_operating_points": mel_flags(trained, float(probs[MEL])),
         "synthetic_training_data": trained.synthetic_data,
     }
+    ood = out_of_distribution(trained, [image])
+    if ood is not None:
+        out["out_of_distribution"] = ood[0]
     scaled = calibrated(trained, probs)
     if scaled is not None:
         out["calibrated_probabilities"] = {"temperature": trained.temperature,
                                            **{c: round(float(p), 6) for c, p in zip(CLASSES, scaled)}}
+    out["warnings"] = warnings(out)
     return out
 
 
@@ -140,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             out.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(gradcam_overlay(trained, image, target)).save(out)
             result["gradcam"] = str(out)
+        for line in result["warnings"]:
+            print(f"WARNING ({path.name}): {line}", file=sys.stderr)
         print(json.dumps(result))
     return status
 

@@ -13,6 +13,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from core import io
@@ -23,6 +24,7 @@ CONFIG = "config.json"
 HISTORY = "history.csv"
 METRICS = "metrics.json"  # written last: its presence marks the run finished
 CHECKPOINT = "best.pt"
+OOD = "ood.npz"  # the out-of-distribution warning's statistic (core/ood.py)
 RESUME = "last.pt"
 SPLITS = "splits.csv"
 EXCLUDED = "excluded.csv"
@@ -181,3 +183,21 @@ def write_summary(sweep_dir: str | Path, rows: list[dict]) -> Path:
 def read_summary(sweep_dir: str | Path) -> pd.DataFrame | None:
     path = Path(sweep_dir) / SUMMARY
     return pd.read_csv(path, dtype={"arm": str}) if path.is_file() else None
+
+
+def write_ood(run_dir: Path, arrays: dict) -> Path:
+    """ood.npz: the out-of-distribution statistic's arrays (core/ood.py)."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to the temporary name
+            np.savez(f, **arrays)
+
+    return io.atomic_write(Path(run_dir) / OOD, write)
+
+
+def read_ood(run_dir: Path) -> dict | None:
+    """ood.npz as plain arrays (allow_pickle=False: nothing in it can run code); None for older runs."""
+    path = Path(run_dir) / OOD
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as arrays:
+        return {k: arrays[k] for k in arrays.files}

@@ -22,10 +22,11 @@ from matplotlib.figure import Figure
 from core import io
 from core.bootstrap import REPLICATES
 from core.compare import compare_runs
+from core.explain import cam_mass_on_lesions, cam_mass_summary
 from core.metrics import threshold_curve
 from core.results import CHECKPOINT, read_config, read_external_metrics, read_history, read_metrics
 from dashboards import figures
-from dashboards.cams import cam_images, outcome_table, report_examples
+from dashboards.cams import cam_images, outcome_table, report_examples, trained_model
 from dashboards.datasets import write_dataset_figures
 from dashboards.reference import STUDY_OPERATING_POINT
 from dashboards.results import SweepView, arm_images, is_sweep, load_predictions, load_sweep
@@ -138,6 +139,11 @@ def _tables(report: Report, metrics: dict[str, dict | None]) -> None:
                "`progress` counts the epochs run; `epoch` is the selected checkpoint's, chosen on the "
                "validation metric in `selects on`.",
                markdown_table(overall_table(sweep.summary), {"wall s": 1}))
+    same = sweep.info.get("same_run_as") or {}
+    if same:
+        pairs = "; ".join(f"`{arm}` is the same run as `{first}`" for arm, first in same.items())
+        report.add(f"On this profile {pairs}: their configs differ in name only (the profile overrides what sets "
+                   "them apart), so their rows are the same.")
     if real:
         report.add("### Table 2b: beside the source study",
                    "The `study` columns are the source study's test figures on real HAM10000.",
@@ -259,6 +265,7 @@ def _gradcam(report: Report, metrics: dict[str, dict | None], examples: int) -> 
         report.add(f"Skipped: the sweep's images are not here (data_root `{sweep.data_root}`)."
                    if examples >= 1 else "Skipped (--gradcam-examples 0).")
         return
+    _cam_mass(report, metrics)
     report.add("Missed melanomas first, then detected melanomas, then other errors and correct predictions. "
                "Columns: the image, Grad-CAM for the predicted class, Grad-CAM for mel.")
     for arm, arm_metrics in metrics.items():
@@ -276,6 +283,27 @@ def _gradcam(report: Report, metrics: dict[str, dict | None], examples: int) -> 
             continue
         report.figure(figures.gradcam_figure(shown, report.title(f"{arm}: Grad-CAM on test images")),
                       f"gradcam_{arm}.png", f"{arm} Grad-CAM examples")
+
+
+def _cam_mass(report: Report, metrics: dict[str, dict | None]) -> None:
+    """Where the data has lesion masks (the demo's, or ISIC's): how much CAM heat lies on the lesion."""
+    rows = []
+    for arm, arm_metrics in metrics.items():
+        predictions = load_predictions(report.sweep.arm_dir(arm), "test")
+        if arm_metrics is None or predictions is None or not (report.sweep.arm_dir(arm) / CHECKPOINT).is_file():
+            continue
+        mass = cam_mass_on_lesions(trained_model(report.sweep.arm_dir(arm)), report.sweep.data_root, predictions)
+        if mass is not None:
+            rows.append({"arm": arm, **cam_mass_summary(mass)})
+    if rows:
+        report.add("### Grad-CAM mass on the lesion",
+                   "Share of the Grad-CAM mass (predicted class) inside the lesion mask, on up to 48 correctly "
+                   "classified test images per arm; `mask area` is the share a map blind to the lesion would get, "
+                   "`peak inside` how often the hottest cell is on the lesion.",
+                   markdown_table(pd.DataFrame(rows).rename(columns={
+                       "mean_inside": "mean inside", "median_inside": "median inside", "mask_area": "mask area",
+                       "peak_inside": "peak inside"}), {"mean inside": 3, "median inside": 3, "mask area": 3,
+                                                         "peak inside": 2}))
 
 
 def _dataset(report: Report) -> None:

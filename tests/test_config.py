@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from core.config import ConfigError, RunConfig, from_dict, load_config, parse_overrides
+from core.config import ConfigError, RunConfig, from_dict, load_config, parse_overrides, same_runs
 
 CONFIGS = Path(__file__).resolve().parents[1] / "ablations" / "configs"
 STUDY = {"baseline", "baseline_synth", "sampler", "mel_upweight_x3", "long_mel_select", "b2_mel_select",
@@ -76,6 +76,8 @@ def test_overrides_come_last_and_are_typed():
     ({"pretrained": "imagenet21k"}, "pretrained='imagenet21k' is not one of .*weights file"),
     ({"dropout": 1.5}, "below 1"),
     ({"num_workers": -1}, "num_workers must be >= 0"),
+    ({"test_fraction": 0.0}, "test_fraction must be > 0"),
+    ({"val_fraction": 0.5, "test_fraction": 0.5}, "val_fraction \\+ test_fraction must leave images to train on"),
 ])
 def test_bad_values_name_the_key_and_the_choices(values, match):
     with pytest.raises(ConfigError, match=match):
@@ -99,3 +101,15 @@ def test_bad_files_and_profiles(tmp_path):
 
 def test_defaults_are_a_valid_config():
     assert from_dict({}) == RunConfig()
+
+
+def test_arms_a_profile_makes_identical_are_named_and_no_others():
+    configs = {"a": from_dict({"name": "a", "epochs": 3}), "b": from_dict({"name": "b", "epochs": 30}),
+               "c": from_dict({"name": "c", "epochs": 3}), "d": from_dict({"name": "d", "epochs": 3, "lr": 0.1})}
+    assert same_runs(configs) == {"c": "a"}
+    from ray_jobs.arms import load_arms
+
+    # The demo and smoke profiles give every arm one backbone, size and epoch count: only the
+    # epoch count set long_mel_select apart from b2_mel_select.
+    assert same_runs(load_arms(None, "demo", {})) == {"long_mel_select": "b2_mel_select"}
+    assert same_runs(load_arms(None, "full", {})) == {}

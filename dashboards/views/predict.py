@@ -1,12 +1,13 @@
 """Predict tab: upload a JPEG or PNG, see the seven probabilities, P(mel) against the
-arm's operating points, and the Grad-CAM overlay."""
+arm's operating points, and the Grad-CAM overlay. Above them, in a banner: whether the arm
+was trained on synthetic data, and whether the image is out of distribution for it."""
 from __future__ import annotations
 
 import pandas as pd
 import panel as pn
 
 from core.labels import CLASS_INDEX, CLASS_NAMES, CLASSES, MEL
-from core.predict import calibrated, gradcam_overlay, mel_flags, predict_images
+from core.predict import calibrated, describe, gradcam_overlay, mel_flags, predict_images
 from core.results import CHECKPOINT
 from dashboards.cams import trained_model
 from dashboards.figures import probability_figure
@@ -25,6 +26,24 @@ def flags_text(trained, p_mel: float) -> str:
     lines += [f"- {'**flagged**' if f['flagged'] else 'not flagged'} at the recall >= {f['target_recall']:.2f} "
               f"point, t = {f['threshold']:.3f}" for f in flags]
     return "\n".join(lines)
+
+
+def trust_banners(described: dict) -> list[pn.pane.Alert]:
+    """The synthetic-data banner and the out-of-distribution warning, above the prediction."""
+    banners = []
+    if described["synthetic_training_data"]:
+        banners.append(pn.pane.Alert(
+            "**SYNTHETIC training data.** This arm learned from the built-in demo blobs and has never seen a real "
+            "skin lesion: its prediction says nothing about this image.", alert_type="warning",
+            css_classes=["synthetic-banner"]))
+    ood = described.get("out_of_distribution")
+    if ood and ood["flagged"]:
+        banners.append(pn.pane.Alert(
+            f"**Out of distribution.** This image is unlike the arm's training images: feature distance "
+            f"{ood['score']:.1f} > {ood['threshold']:.1f}, a threshold that flags "
+            f"{ood['test_false_alarm_rate']:.0%} of the arm's held-out test images. Treat the prediction as "
+            "unreliable.", alert_type="danger", css_classes=["ood-warning"]))
+    return banners
 
 
 def probabilities(probs, calibrated_probs=None, temperature: float | None = None) -> pd.DataFrame:
@@ -83,7 +102,9 @@ def predict_view(dash: Dashboard) -> pn.Column:
         probs = predict_images(trained, [uploaded["image"]])[0]
         target = None if cam_class.value == "predicted class" else CLASS_INDEX[cam_class.value]
         cam_for = CLASSES[int(probs.argmax())] if target is None else cam_class.value
+        described = describe(trained, uploaded["name"], uploaded["image"], probs)
         result[:] = [
+            *trust_banners(described),
             pn.Row(
                 pn.Column(pn.pane.Markdown(f"**{uploaded['name']}**"), image(uploaded["image"], width=SIDE)),
                 pn.Column(pn.pane.Markdown(f"**Grad-CAM for `{cam_for}`**"),

@@ -1,0 +1,67 @@
+"""core.ood: the feature-distance statistic behind the out-of-distribution warning."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core import results
+from core.labels import NUM_CLASSES
+from core.ood import VAL_QUANTILE, FeatureDistance, fit_feature_distance
+
+D = 48
+
+
+def clusters(n: int, seed: int, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Seven Gaussian classes in D dimensions (correlated, unequal scales), optionally moved away."""
+    rng = np.random.default_rng(seed)
+    mix = np.random.default_rng(99).normal(size=(D, D)) / np.sqrt(D)
+    centres = np.random.default_rng(98).normal(scale=3, size=(NUM_CLASSES, D))
+    labels = rng.integers(0, NUM_CLASSES, n)
+    x = centres[labels] + rng.normal(size=(n, D)) @ mix + shift
+    return x, labels
+
+
+@pytest.fixture(scope="module")
+def fitted() -> FeatureDistance:
+    train, labels = clusters(1500, 0)
+    return fit_feature_distance(train, labels, clusters(400, 1)[0], clusters(2000, 2)[0])
+
+
+def test_the_threshold_flags_about_5_percent_of_held_out_images_from_the_training_distribution(fitted):
+    assert 1 - VAL_QUANTILE == pytest.approx(0.05)
+    assert 0.02 <= fitted.test_false_alarm_rate <= 0.09
+    fresh = fitted.score(clusters(2000, 3)[0])
+    assert 0.02 <= (fresh > fitted.threshold).mean() <= 0.09
+
+
+def test_images_from_elsewhere_are_flagged(fitted):
+    moved = fitted.score(clusters(500, 4, shift=4.0)[0])
+    assert (moved > fitted.threshold).mean() > 0.95
+    noise = fitted.score(np.random.default_rng(5).normal(scale=6, size=(200, D)))
+    assert (noise > fitted.threshold).mean() > 0.95
+
+
+def test_the_score_by_hand():
+    """Unit length, then the Mahalanobis distance to the nearest class mean: the variance along
+    the kept axis, the noise variance off it."""
+    distance = FeatureDistance(class_means=np.array([[1.0, 0, 0], [0, 0, -1.0]]), components=np.array([[1.0, 0, 0]]),
+                               variances=np.array([0.25]), noise_variance=1.0, threshold=0.5,
+                               test_false_alarm_rate=0.05)
+    along, off = 1 - np.sqrt(0.5), np.sqrt(0.5)  # [1, 1, 0] at unit length, less the first mean
+    expected = np.sqrt(along**2 / 0.25 + off**2 / 1.0)
+    assert distance.score(np.array([[2.0, 0, 0], [1.0, 1.0, 0], [0, 0, -5.0]])) == pytest.approx([0, expected, 0])
+
+
+def test_the_statistic_round_trips_through_ood_npz_as_plain_arrays(fitted, tmp_path):
+    results.write_ood(tmp_path, fitted.arrays())
+    again = FeatureDistance.from_arrays(results.read_ood(tmp_path))
+    probe = clusters(50, 6)[0]
+    assert np.array_equal(again.score(probe), fitted.score(probe))
+    assert again.threshold == fitted.threshold and again.test_false_alarm_rate == fitted.test_false_alarm_rate
+    assert results.read_ood(tmp_path / "missing") is None
+
+
+def test_an_ood_file_holding_objects_is_refused(tmp_path):
+    np.savez(tmp_path / results.OOD, mean=np.array([{"not": "an array"}], dtype=object))
+    with pytest.raises(ValueError, match="allow_pickle"):
+        results.read_ood(tmp_path)
