@@ -86,8 +86,8 @@ def create_app(results_root: Path, refresh_s: float = 5.0) -> pn.template.Bootst
         pn.state.location.sync(dash, ADDRESS)
         pn.state.onload(lambda: _show_in_address(dash))
     sidebar = [
-        pn.widgets.Select.from_param(dash.param.sweep_name, sizing_mode="stretch_width"),
-        pn.widgets.Select.from_param(dash.param.arm, sizing_mode="stretch_width"),
+        pn.widgets.Select.from_param(dash.param.sweep_name, sizing_mode="stretch_width", css_classes=["sweep-select"]),
+        pn.widgets.Select.from_param(dash.param.arm, sizing_mode="stretch_width", css_classes=["arm-select"]),
         pn.pane.Markdown(f"Results root: `{results_root.resolve()}`  \nRe-read every {refresh_s:g} s."),
         pn.pane.Alert(NOT_A_DEVICE, alert_type="warning"),
     ]

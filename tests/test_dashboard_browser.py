@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "artifacts" / "dashboard"
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ADDRESS = "sweep=smoke&arm=sampler"  # neither is what the app shows by default (sweep fake, the first arm)
 START_TIMEOUT_S = 180  # the first page imports torch and timm: slow on a busy 2-core machine
 
 pytestmark = [
@@ -89,10 +90,10 @@ def browsing(url: str, profile: Path) -> Iterator:
 
 @pytest.fixture(scope="module")
 def server(smoke_sweep, tmp_path_factory):
-    """The smoke sweep (the first, so the default) and a second sweep, `tuned`, to pick by the address."""
+    """The smoke sweep, and before it in the list (so the default) a fake one: the page's address picks smoke."""
     root = tmp_path_factory.mktemp("results")
     shutil.copytree(smoke_sweep, root / smoke_sweep.name)
-    make_sweep(root, "tuned", {"baseline": "finished", "sampler": "finished"})
+    make_sweep(root, "fake", {"baseline": "finished", "sampler": "finished"})
     with serving(root, tmp_path_factory.mktemp("panel") / "serve.log") as url:
         yield url
 
@@ -101,7 +102,7 @@ def server(smoke_sweep, tmp_path_factory):
 def page(server, tmp_path_factory):
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     ARTIFACTS.mkdir(parents=True)
-    with browsing(server, tmp_path_factory.mktemp("chromium-profile")) as page:
+    with browsing(f"{server}?{ADDRESS}", tmp_path_factory.mktemp("chromium-profile")) as page:
         yield page
 
 
@@ -138,6 +139,23 @@ def test_summary_table_shows_every_arm(page, smoke_sweep):
     shot(page, "01_sweep")
 
 
+def test_hovering_a_threshold_curve_reads_precision_recall_and_specificity(page, smoke_sweep):
+    open_tab(page, "Melanoma threshold")
+    page.wait_for_url(re.compile(r"[?&]tab=threshold"))
+    figures = bokeh_plots(page, ".threshold-curves")
+    assert figures.count() == len(list(smoke_sweep.glob("*/metrics.json")))  # a plot per finished arm
+    frame = figures.first.locator(".bk-CartesianFrame").bounding_box()  # the plot area, t from 0 to 1
+    page.mouse.move(frame["x"] + 0.05 * frame["width"], frame["y"] + 0.5 * frame["height"])  # t = 0.05
+    tooltip = page.locator(".bk-tooltip-content:visible", has_text="precision")
+    tooltip.wait_for()
+    text = tooltip.inner_text()
+    for rate in ("precision", "recall", "specificity"):
+        assert re.search(rf"{rate}:\s*[01]\.\d{{3}}", text), text
+    assert re.search(r"tp / fp / tn / fn:\s*\d+ / \d+ / \d+ / \d+", text), text
+    shot(page, "02c_threshold_hover")
+    page.mouse.move(0, 0)
+
+
 def test_operating_point_table_has_three_rows(page):
     open_tab(page, "Melanoma threshold")
     rows = page.locator(".op-chosen-on-val .tabulator-row")
@@ -151,23 +169,6 @@ def test_operating_point_table_has_three_rows(page):
     assert page.locator(".op-chosen-on-val .tabulator-row").count() == 3
     shot(page, "02b_threshold_calibrated")
     page.locator(".probability-scale button", has_text="as trained").click()
-
-
-def test_hovering_a_threshold_curve_reads_precision_recall_and_specificity(page, smoke_sweep):
-    open_tab(page, "Melanoma threshold")
-    page.get_by_text("specificity on test against P(mel)").wait_for()  # as trained, not calibrated
-    figures = bokeh_plots(page, ".threshold-curves")
-    assert figures.count() == len(list(smoke_sweep.glob("*/metrics.json")))  # a plot per finished arm
-    frame = figures.first.locator(".bk-CartesianFrame").bounding_box()  # the plot area, t from 0 to 1
-    page.mouse.move(frame["x"] + 0.05 * frame["width"], frame["y"] + 0.5 * frame["height"])  # t = 0.05
-    tooltip = page.locator(".bk-tooltip-content:visible", has_text="precision")
-    tooltip.wait_for()
-    text = tooltip.inner_text()
-    for rate in ("precision", "recall", "specificity"):
-        assert re.search(rf"{rate}:\s*[01]\.\d{{3}}", text), text
-    assert re.search(r"tp / fp / tn / fn:\s*\d+ / \d+ / \d+ / \d+", text), text
-    shot(page, "02c_threshold_hover")
-    page.mouse.move(0, 0)
 
 
 def test_gallery_and_dataset_render(page):
@@ -217,17 +218,20 @@ def test_predict_an_upload_then_survive_a_text_file(page, demo_root, tmp_path):
     shot(page, "07_after_error")
 
 
-def test_the_address_holds_the_sweep_the_arm_and_the_tab(page, server):
-    page.goto(f"{server}?sweep=tuned&arm=sampler&tab=arm")
+def test_the_address_picks_the_sweep_and_the_arm_and_follows_the_tab_and_arm(page):
+    sweep, arm = page.locator(".sweep-select select"), page.locator(".arm-select select")
+    assert sweep.locator("option").all_inner_texts() == ["fake", "smoke"]
+    assert (sweep.input_value(), arm.input_value()) == ("smoke", "sampler")  # as ADDRESS asked
+    open_tab(page, "Arm")
+    page.wait_for_url(re.compile(r"[?&]tab=arm"))
     page.get_by_text("Arm sampler: finished").wait_for()
-    sweep, arm = page.locator("select").nth(0), page.locator("select").nth(1)
-    assert (sweep.input_value(), arm.input_value()) == ("tuned", "sampler")
     assert bokeh_plots(page, ".training-curves").count() == 2  # loss, validation
     assert bokeh_plots(page, ".confusion").count() == 2  # counts, row-normalized
-    shot(page, "08_arm_from_address")
+    shot(page, "08_arm")
     arm.select_option("baseline")
     page.wait_for_url(re.compile(r"[?&]arm=baseline"))
+    page.get_by_text("Arm baseline: finished").wait_for()
     open_tab(page, "Per-class recall")
     page.wait_for_url(re.compile(r"[?&]tab=recall"))
-    assert "sweep=tuned" in page.url
+    assert "sweep=smoke" in page.url
     bokeh_plots(page, ".recall-heatmap")
