@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from core import devices, io, results
+from core import devices, io, results, tracking
 from core.calibration import nll
 from core.checkpoints import UntrustedCheckpoint, load_checkpoint
 from core.config import ConfigError, RunConfig, load_config
@@ -259,12 +259,14 @@ def predict(model, loader, device, amp_dtype, memory_format=torch.contiguous_for
 
 
 def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: dict | None = None,
-        device: torch.device | None = None, on_epoch_end: EpochHook | None = None) -> dict:
+        device: torch.device | None = None, on_epoch_end: EpochHook | None = None,
+        track: Callable[[dict], None] | None = None) -> dict:
     """Train, select the best epoch, evaluate it on val and test, write the run folder.
 
     `resume` is a checkpoint state from an earlier epoch of this run. `on_epoch_end` is
     called on every rank after each epoch with the history row and the checkpoint state
-    (Ray reports it); without it rank 0 saves the state as RUN_DIR/last.pt.
+    (Ray reports it); without it rank 0 saves the state as RUN_DIR/last.pt. `track` is
+    called on rank 0 with each epoch's history row (the experiment trackers).
     """
     out = Path(out_dir)
     rank, world = rank_and_world()
@@ -342,6 +344,8 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
             if on_epoch_end is None:
                 io.atomic_write(out / results.RESUME, lambda tmp: torch.save(checkpoint, tmp))
             print(_epoch_line(row, cfg.select_on), flush=True)
+            if track is not None:
+                track(row)
         if on_epoch_end is not None:
             on_epoch_end(epoch, row, checkpoint)
 
@@ -423,6 +427,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys")
     parser.add_argument("--skip-bad-images", action="store_true", help="drop rows `check` reports as errors")
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    parser.add_argument("--tracker", action="append", choices=tracking.TRACKERS, default=[],
+                        help="log the run to tensorboard | mlflow | wandb (repeatable; core/tracking.py)")
+    parser.add_argument("--tracking-uri", help="MLflow's tracking URI (default $MLFLOW_TRACKING_URI, else "
+                                               "mlflow.db and mlruns/ in the current folder)")
     return parser
 
 
@@ -445,14 +453,22 @@ def main(argv: list[str] | None = None) -> int:
     overrides = list(args.set) + (["skip_bad_images=true"] if args.skip_bad_images else [])
     try:
         cfg = load_config(args.config, args.profile, overrides)
+        tracking.check(args.tracker)  # a missing tracker library stops every rank before training
         resume = None
         if args.resume and (args.out / results.RESUME).exists():
             resume = load_checkpoint(args.out / results.RESUME)
             print(f"resuming {args.out} after epoch {resume['epoch']}")
         device = init_torchrun(cfg)
+        metrics, trackers = None, None
         try:
-            metrics = fit(cfg, args.data_root, args.out, resume=resume, device=device)
+            if args.tracker and rank_and_world()[0] == 0:
+                trackers = tracking.start(args.tracker, cfg.to_dict(), args.out, args.tracking_uri,
+                                          history=resume["history"] if resume else [])
+            metrics = fit(cfg, args.data_root, args.out, resume=resume, device=device,
+                          track=trackers.log_epoch if trackers else None)
         finally:
+            if trackers:
+                trackers.finish(args.out, metrics)  # None: the run failed
             if dist.is_initialized():
                 dist.destroy_process_group()
     except (ConfigError, DatasetError, UntrustedCheckpoint) as e:

@@ -1,7 +1,9 @@
 """Core training: every arm trains end to end, writes the results contract, resumes exactly."""
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 import os
 import shutil
@@ -21,8 +23,10 @@ from core.data.metadata import find_metadata, read_metadata
 from core.metrics import classification_metrics, evaluate_run, read_predictions
 from core.predict import load_run, predict_images
 from core.predict import main as predict_cli
+from core.tracking import TRACKERS, final_figures
 from core.train import dihedral_views, fit
 from core.train import main as train_cli
+from tests import tracker_stores as stores
 from tests.test_config import ARMS, CONFIGS
 
 CONTRACT = ("config.json", "history.csv", "metrics.json", "predictions_val.csv", "predictions_test.csv",
@@ -129,14 +133,82 @@ def test_compile_trains_through_dynamo_and_saves_plain_weights(demo_root, tmp_pa
     assert np.allclose(predict_images(trained, [load_rgb(ref)])[0], test.filter(like="p_").to_numpy()[0], atol=1e-5)
 
 
-def test_cli_resume_continues_from_last_checkpoint(demo_root, tmp_path, capsys):
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def tracked_resume(demo_root, tmp_path_factory):
+    """One CLI run resumed after epoch 1 of 2, logged to all three trackers (W&B offline):
+    its run folder, MLflow tracking URI and output."""
+    tmp = tmp_path_factory.mktemp("tracked")
+    out, uri = tmp / "run", f"sqlite:///{tmp / 'mlflow.db'}"
     torch.save(interrupted_after(1, smoke(epochs=2), demo_root, out), out / "last.pt")
-    assert train_cli(["--config", str(CONFIGS / "baseline.yaml"), "--data-root", str(demo_root), "--out", str(out),
-                      "--profile", "smoke", "--resume"]) == 0
-    assert "resuming" in capsys.readouterr().out
+    trackers = [arg for tracker in TRACKERS for arg in ("--tracker", tracker)]
+    with pytest.MonkeyPatch.context() as env, contextlib.redirect_stdout(io.StringIO()) as printed:
+        env.setenv("WANDB_MODE", "offline")
+        env.setenv("WANDB_CONSOLE", "off")  # W&B would otherwise capture the process's output
+        env.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+        status = train_cli(["--config", str(CONFIGS / "baseline.yaml"), "--data-root", str(demo_root), "--out",
+                            str(out), "--profile", "smoke", "--resume", *trackers, "--tracking-uri", uri])
+    assert status == 0
+    return out, uri, printed.getvalue()
+
+
+def test_cli_resume_continues_from_last_checkpoint(tracked_resume):
+    out, _, printed = tracked_resume
+    assert "resuming" in printed
     assert list(pd.read_csv(out / "history.csv")["epoch"]) == [1, 2]
     assert not (out / "last.pt").exists()
+
+
+def test_mlflow_gets_one_run_with_the_config_every_epoch_and_the_final_figures(tracked_resume):
+    out, uri, _ = tracked_resume
+    runs = stores.mlflow_runs(uri, "dermablate")
+    assert len(runs) == 1
+    run = runs.iloc[0]
+    assert (run["tags.mlflow.runName"], run["status"]) == ("baseline", "FINISHED")
+    config = json.loads((out / "config.json").read_text())
+    assert {k: run[f"params.{k}"] for k in config} == {k: str(v) for k, v in config.items()}
+    history = pd.read_csv(out / "history.csv")
+    # epoch 1 trained before the resume, from the checkpoint's history
+    assert stores.mlflow_history(uri, run["run_id"], "val_acc") == list(zip(history["epoch"], history["val_acc"]))
+    figures = final_figures(json.loads((out / "metrics.json").read_text()))
+    assert {"test_acc", "test_macro_f1", "test_balanced_acc", "test_mel_recall", "test_mel_auc",
+            "test_mel_at_recall90_threshold"} <= set(figures)
+    assert {k: run[f"metrics.{k}"] for k in figures} == pytest.approx(figures)
+    assert stores.mlflow_artifacts(uri, run["run_id"]) == sorted(
+        ["config.json", "history.csv", "metrics.json", "predictions_val.csv", "predictions_test.csv"])
+
+
+def test_tensorboard_event_files_hold_every_epoch_and_the_final_figures(tracked_resume):
+    out, _, _ = tracked_resume
+    scalars = stores.tensorboard_scalars(out / "tensorboard")
+    history = pd.read_csv(out / "history.csv")
+    # event files hold float32
+    assert scalars["val_macro_f1"] == [(e, pytest.approx(v)) for e, v in zip(history["epoch"], history["val_macro_f1"])]
+    figures = final_figures(json.loads((out / "metrics.json").read_text()))
+    assert {k: scalars[k] for k in figures} == {k: [(2, pytest.approx(v))] for k, v in figures.items()}
+    assert '"select_on": "val_macro_f1"' in stores.tensorboard_text(out / "tensorboard", "config/text_summary")
+
+
+def test_wandb_offline_writes_a_run_directory_with_the_config_epochs_and_final_figures(tracked_resume):
+    out, _, _ = tracked_resume
+    run = stores.wandb_run(out / "wandb")
+    assert run["name"] == "baseline" and run["exit_code"] == 0
+    assert run["config"]["lr"] == json.loads((out / "config.json").read_text())["lr"]
+    history = pd.read_csv(out / "history.csv")
+    assert [run["history"][epoch]["val_acc"] for epoch in (1, 2)] == pytest.approx(list(history["val_acc"]))
+    figures = final_figures(json.loads((out / "metrics.json").read_text()))
+    assert {k: run["history"][2][k] for k in figures} == pytest.approx(figures)
+    assert run["artifacts"] == {"run-baseline": sorted(["config.json", "history.csv", "metrics.json",
+                                                        "predictions_val.csv", "predictions_test.csv"])}
+
+
+def test_a_missing_tracker_library_names_the_pip_command(demo_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb now raises ImportError
+    assert train_cli(["--config", str(CONFIGS / "baseline.yaml"), "--data-root", str(demo_root),
+                      "--out", str(tmp_path / "run"), "--profile", "smoke", "--tracker", "wandb"]) == 2
+    err = capsys.readouterr().err
+    assert "--tracker wandb needs the wandb package" in err and "-m pip install -r" in err
+    assert err.rstrip().endswith("requirements-tracking.txt")
+    assert not (tmp_path / "run").exists()
 
 
 def test_patience_stops_early(demo_root, tmp_path):
