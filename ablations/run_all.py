@@ -17,13 +17,13 @@ sys.path.insert(0, str(REPO))  # `python ablations/run_all.py` from anywhere
 import ray  # noqa: E402
 import torch  # noqa: E402
 
-from core import io  # noqa: E402
+from core import io, tracking  # noqa: E402
 from core.config import ConfigError, parse_overrides  # noqa: E402
 from core.data.demo import make_demo_dataset  # noqa: E402
 from core.data.metadata import DatasetError, find_metadata  # noqa: E402
 from core.data.parallel import usable_cpus  # noqa: E402
 from core.results import SWEEP_RECORD  # noqa: E402
-from ray_jobs import storage  # noqa: E402
+from ray_jobs import storage, trackers  # noqa: E402
 from ray_jobs.arms import load_arms  # noqa: E402
 from ray_jobs.estimate import estimate_line  # noqa: E402
 from ray_jobs.packing import default_share, read_measurements  # noqa: E402
@@ -35,7 +35,7 @@ DEMO_SIZES = {"smoke": 200, "demo": 800, "full": 800}  # images in the demo data
 # What defines a sweep: --resume takes all of it from the sweep's sweep.json.
 SWEEP_ARGS = ("data_root", "demo_data", "profile", "arms", "samples", "seeds", "scheduler", "set",
               "skip_bad_images", "split_seed", "retries", "workers_per_trial", "cpus_per_worker", "gpus_per_worker",
-              "max_concurrent")
+              "max_concurrent", "tracker", "tracking_uri")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--results", default="results", help="local folder or storage URI (s3://...) (default results)")
     out.add_argument("--name", help="the sweep's folder under --results (default: the profile)")
     out.add_argument("--resume", action="store_true", help="continue the interrupted sweep RESULTS/NAME")
+    out.add_argument("--tracker", action="append", choices=tracking.TRACKERS,
+                     help="log every trial to tensorboard | mlflow | wandb (repeatable; ray_jobs/trackers/)")
+    out.add_argument("--tracking-uri", help="MLflow's tracking URI (default $MLFLOW_TRACKING_URI, else "
+                                            "mlflow.db and mlruns/ in the current folder)")
     cluster = p.add_argument_group("cluster")
     cluster.add_argument("--address", help="join a running Ray cluster (default: start one on this machine)")
     cluster.add_argument("--workers-per-trial", type=int, help="DDP workers per trial (default 1)")
@@ -118,7 +122,8 @@ def new_sweep(args: argparse.Namespace, results: str, profile: str) -> tuple[Swe
     overrides = parse_overrides(args.set or []) | ({"skip_bad_images": True} if args.skip_bad_images else {})
     sweep = Sweep(results=results, profile=profile, data_root="", arms=[], samples=args.samples or 1,
                   seeds=args.seeds or 1, scheduler=args.scheduler or "asha", overrides=overrides,
-                  split_seed=args.split_seed or 0, retries=2 if args.retries is None else args.retries)
+                  split_seed=args.split_seed or 0, retries=2 if args.retries is None else args.retries,
+                  trackers=args.tracker or [], tracking_uri=args.tracking_uri)
     run_configs = load_arms(args.arms, profile, sweep.run_overrides())  # unknown arm or profile: ConfigError
     sweep.arms = list(run_configs)
     if args.data_root:
@@ -149,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sweep, run_configs, record = resumed_sweep(args, results) if args.resume else new_sweep(args, results, profile)
         check_weights(run_configs)  # an offline machine stops here, at once, not in every trial
+        trackers.check(sweep.trackers)  # so does a tracker library that is missing
         # A job's workers have its working_dir, and a joined cluster needs the code at this path.
         local = not (args.address or os.environ.get("RAY_ADDRESS"))
         if local:  # a trial too big for this machine would wait forever in PENDING

@@ -12,7 +12,7 @@ every epoch's history row (step = epoch), and at the end the final test figures
 - wandb: project $WANDB_PROJECT or dermablate, files in RUN_DIR/wandb/ (or $WANDB_DIR);
   WANDB_MODE=offline keeps the run on disk (`wandb sync` uploads it later)
 
-The sweep does the same through Ray Tune's own callbacks (ray_jobs/trackers.py), with the
+The sweep does the same through Ray Tune's own callbacks (ray_jobs/trackers/), with the
 names, figures and files defined here. The libraries are optional (requirements-tracking.txt):
 asking for one that is not installed is a ConfigError that names the pip command.
 """

@@ -4,7 +4,10 @@
 
 Everything after `--` goes to `ablations/run_all.py`, which runs on the head node in a
 copy of this repository (the job's working_dir). That copy is temporary: --results must
-be an absolute path on storage every node shares, or a URI, and --data-root absolute.
+be an absolute path on storage every node shares, or a URI, and --data-root absolute;
+with --tracker mlflow, --tracking-uri (or $MLFLOW_TRACKING_URI) names a server or an
+absolute sqlite://// path. The job gets this shell's WANDB_* and MLFLOW_* variables, and
+with --tracker, requirements-tracking.txt too.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 # patterns: .gitignore's unanchored `data/` would drop core/data too, so it is not used.
 EXCLUDES = ["/data", "/results", "/artifacts", ".pytest_cache", ".ruff_cache", "*.egg-info", "*.pyc"]
 PATH_ARGS = ("--results", "--data-root", "--demo-data")  # must name the same place on every node
+TRACKER_ENV = ("WANDB_", "MLFLOW_")  # the trackers' settings (mode, project, API key, tracking URI)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,13 +57,32 @@ def check_paths(args: list[str]) -> dict[str, str]:
     return given
 
 
-def runtime_env(pip: bool) -> dict:
+def option_values(args: list[str], name: str) -> list[str]:
+    """Every value given to option `name` (`--name VALUE` or `--name=VALUE`)."""
+    return [arg.partition("=")[2] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
+            for i, arg in enumerate(args) if arg.partition("=")[0] == name]
+
+
+def check_tracking(args: list[str]) -> None:
+    """MLflow's default store (mlflow.db in the current folder) would vanish with the job's copy."""
+    if "mlflow" not in option_values(args, "--tracker"):
+        return
+    uri = (option_values(args, "--tracking-uri") or [os.environ.get("MLFLOW_TRACKING_URI", "")])[-1]
+    if not uri or (uri.startswith("sqlite:///") and not uri.startswith("sqlite:////")):
+        raise SystemExit("error: --tracker mlflow in a job needs --tracking-uri: a tracking server, or "
+                         "sqlite:////ABSOLUTE/PATH/mlflow.db on storage the head node keeps")
+
+
+def runtime_env(pip: bool, trackers: bool = False) -> dict:
     from ray_jobs.sweep import git_commit
 
+    env_vars = {name: value for name, value in os.environ.items() if name.startswith(TRACKER_ENV)}
     env = {"working_dir": str(REPO), "excludes": EXCLUDES,
-           "env_vars": {"DERMABLATE_GIT_COMMIT": git_commit() or ""}}  # the copy carries no .git
+           "env_vars": {**env_vars, "DERMABLATE_GIT_COMMIT": git_commit() or ""}}  # the copy carries no .git
     if pip:
-        env["pip"] = str(REPO / "requirements.txt")
+        files = ["requirements.txt"] + (["requirements-tracking.txt"] if trackers else [])
+        lines = [line.split("#")[0].strip() for name in files for line in (REPO / name).read_text().splitlines()]
+        env["pip"] = [line for line in lines if line]
     return env
 
 
@@ -73,11 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["RAY_RUNTIME_ENV_IGNORE_GITIGNORE"] = "1"  # EXCLUDES decides what the job's copy leaves out
     run_all_args = args.run_all_args[1:] if args.run_all_args[:1] == ["--"] else args.run_all_args
     check_paths(run_all_args)
+    check_tracking(run_all_args)
     # 1. Connect to the cluster's job server (the dashboard).
     client = JobSubmissionClient(args.address)
     # 2. Submit: run_all.py in a copy of this repository, with its requirements.
     job_id = client.submit_job(entrypoint=shlex.join(["python", "ablations/run_all.py", *run_all_args]),
-                               runtime_env=runtime_env(pip=not args.no_pip))
+                               runtime_env=runtime_env(not args.no_pip, bool(option_values(run_all_args, "--tracker"))))
     print(f"submitted {job_id} to {args.address}", flush=True)
     if args.no_wait:
         return 0

@@ -31,7 +31,7 @@ from core.data.dataset import load_dataset
 from core.data.metadata import DatasetError
 from core.data.split import duplicates_report, lesion_split
 from core.train import build_image_caches
-from ray_jobs import permanent, storage
+from ray_jobs import permanent, storage, trackers
 from ray_jobs.arms import PRE_STEPS
 from ray_jobs.resources import TRIAL_RESOURCES, Resources
 from ray_jobs.scheduler import make_scheduler
@@ -58,6 +58,8 @@ class Sweep:
     split_seed: int = 0
     retries: int = 2  # Tune-level retries of a failed trial, each resuming from its checkpoint
     resources: Resources | None = None
+    trackers: list[str] = field(default_factory=list)  # tensorboard | mlflow | wandb (ray_jobs/trackers/)
+    tracking_uri: str | None = None  # MLflow's; None: $MLFLOW_TRACKING_URI or MLflow's default
 
     @property
     def splits_file(self) -> str:
@@ -153,6 +155,7 @@ def make_tuner(sweep: Sweep, run_configs: dict[str, RunConfig]) -> tune.Tuner:
                  "gpus_per_worker": res.gpus_per_worker}
     params = (["arm"] + (["lr", "weight_decay", "mel_multiplier"] if sweep.samples > 1 else [])
               + (["seed_offset"] if sweep.seeds > 1 else []))
+    trials = trackers.Trials(sweep.results, sweep.samples, sweep.seeds)
     return tune.Tuner(
         trainable,
         param_space=param_space(configs, sweep.samples, constants, sweep.seeds),
@@ -161,7 +164,7 @@ def make_tuner(sweep: Sweep, run_configs: dict[str, RunConfig]) -> tune.Tuner:
             scheduler=make_scheduler(sweep.scheduler, configs, sweep.samples),
             max_concurrent_trials=res.max_concurrent or None,
             reuse_actors=True,  # a finished trial's process (torch and core imported) runs the next trial
-            trial_name_creator=lambda trial: f"{trial.config['arm']}_{trial.trial_id}",
+            trial_name_creator=trials.name,  # the arm (and its sample or seed), as the trackers name its run
             trial_dirname_creator=lambda trial: f"{trial.config['arm']}_{trial.trial_id}",
         ),
         run_config=tune.RunConfig(
@@ -171,7 +174,9 @@ def make_tuner(sweep: Sweep, run_configs: dict[str, RunConfig]) -> tune.Tuner:
             verbose=1,  # the progress table, not every result
             progress_reporter=tune.CLIReporter(parameter_columns=params, metric_columns=METRIC_COLUMNS,
                                                max_report_frequency=30),
-            callbacks=[SummaryCallback(sweep.results, {a: c.select_on for a, c in run_configs.items()},
+            # The trackers first: they read a trial's run folder before SummaryCallback settles its samples.
+            callbacks=[*trackers.callbacks(trials, sweep.trackers, sweep.tracking_uri),
+                       SummaryCallback(sweep.results, {a: c.select_on for a, c in run_configs.items()},
                                        sweep.samples, sweep.seeds)],
         ),
     )

@@ -5,6 +5,7 @@ All of these stop before Ray starts.
 from __future__ import annotations
 
 import json
+import sys
 
 import pandas as pd
 import pytest
@@ -97,3 +98,23 @@ def test_unknown_scheduler_is_an_argparse_error(capsys, results):
     with pytest.raises(SystemExit) as exit_info:
         main(["--scheduler", "hyperband", "--results", str(results)])
     assert exit_info.value.code == 2 and "invalid choice: 'hyperband'" in capsys.readouterr().err
+
+
+def test_a_missing_tracker_library_names_the_pip_command(capsys, results, demo_root, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow now raises ImportError
+    status, err = run_all(capsys, "--data-root", str(demo_root), "--profile", "smoke", "--tracker", "mlflow",
+                          "--results", str(results))
+    assert status == 2 and "--tracker mlflow needs the mlflow package" in err
+    assert "-m pip install -r" in err and err.rstrip().endswith("requirements-tracking.txt")
+    assert not results.exists()
+
+
+def test_wandb_without_an_api_key_or_offline_mode_is_refused(capsys, results, demo_root, monkeypatch, tmp_path):
+    for name in ("WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc from `wandb login`
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    status, err = run_all(capsys, "--data-root", str(demo_root), "--profile", "smoke", "--tracker", "wandb",
+                          "--results", str(results))
+    assert status == 2 and "WandB API key" in err and "WANDB_MODE=offline" in err
+    assert not results.exists()

@@ -2,7 +2,8 @@
 
 The first sweep draws two hyperparameter samples of one arm, so it also shows the per-arm
 ASHA scheduler and the best sample landing in the arm's folder; the second trains one arm
-with two training seeds.
+with two training seeds. The first logs to MLflow, the second to W&B (offline): one run
+per sample or seed, named so.
 """
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from core.tracking import final_figures
 from dashboards.report import build_report
+from tests import tracker_stores as stores
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +31,8 @@ ADDRESS = "http://127.0.0.1:8265"
 def ray_env():
     """`ray start --head` with auth off (loopback only); `ray stop` after the module."""
     # The job's `python` is the one on the PATH of `ray start`: this venv's.
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+           "WANDB_MODE": "offline"}
     subprocess.run([BIN / "ray", "start", "--head", "--node-ip-address=127.0.0.1", "--num-cpus=2",
                     "--include-dashboard=true", "--dashboard-host=127.0.0.1", "--disable-usage-stats"],
                    env=env, check=True, capture_output=True, timeout=120)
@@ -44,8 +48,10 @@ def submit(env, *run_all_args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def job(ray_env, demo_root, tmp_path_factory):
     results = tmp_path_factory.mktemp("job") / "results"
+    tracking_uri = f"sqlite:///{results.parent / 'mlflow.db'}"
     done = submit(ray_env, "--data-root", str(demo_root), "--profile", "smoke", "--arms", "sampler",
-                  "--samples", "2", "--results", str(results), "--name", "job")
+                  "--samples", "2", "--results", str(results), "--name", "job", "--tracker", "mlflow",
+                  "--tracking-uri", tracking_uri)
     return done, results / "job"
 
 
@@ -85,11 +91,32 @@ def test_the_other_sample_stays_under_samples(job):
     assert configs[0]["lr"] != configs[1]["lr"]  # two draws from the search space
 
 
+def test_mlflow_has_a_run_per_sample_with_its_sampled_config_and_final_figures(job):
+    _, sweep = job
+    uri = f"sqlite:///{sweep.parents[1] / 'mlflow.db'}"
+    runs = stores.mlflow_runs(uri, "dermablate-job").set_index("tags.trial_id")
+    (other,) = (sweep / "sampler" / "samples").iterdir()
+    best = json.loads((sweep / "sampler" / "config.json").read_text())
+    best_trial = next(t for t in runs.index if t != other.name)  # the other run folder is named by its trial id
+    assert sorted(runs.index) == sorted([other.name, best_trial])
+    for trial_id, run_dir in ((best_trial, sweep / "sampler"), (other.name, other)):
+        run = runs.loc[trial_id]
+        assert run["tags.mlflow.runName"] == f"sampler-sample-{trial_id}" and run["status"] == "FINISHED"
+        config = json.loads((run_dir / "config.json").read_text())
+        assert float(run["params.lr"]) == config["lr"]
+        if not (run_dir / "metrics.json").is_file():  # stopped early by ASHA: no final figures
+            assert pd.isna(run["metrics.test_acc"])
+            continue
+        figures = final_figures(json.loads((run_dir / "metrics.json").read_text()))
+        assert {k: run[f"metrics.{k}"] for k in figures} == pytest.approx(figures)
+    assert float(runs.loc[best_trial, "params.lr"]) == best["lr"]
+
+
 @pytest.fixture(scope="module")
 def seeded_job(ray_env, demo_root, tmp_path_factory):
     results = tmp_path_factory.mktemp("seeds") / "results"
     done = submit(ray_env, "--data-root", str(demo_root), "--profile", "smoke", "--arms", "baseline",
-                  "--seeds", "2", "--results", str(results), "--name", "seeds")
+                  "--seeds", "2", "--results", str(results), "--name", "seeds", "--tracker", "wandb")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return results / "seeds"
 
@@ -115,6 +142,21 @@ def test_the_summary_gives_mean_and_std_over_the_seeds(seeded_job):
     assert row["test_macro_f1_mean"] == pytest.approx(sum(f1) / 2)
     assert row["test_macro_f1_std"] == pytest.approx(abs(f1[0] - f1[1]) / 2 ** 0.5)
     assert json.loads((seeded_job / "sweep.json").read_text())["seeds"] == 2
+
+
+def test_wandb_offline_writes_a_run_per_seed_with_its_config_epochs_and_final_figures(seeded_job):
+    for seed, run_dir in ((0, seeded_job / "baseline"), (1, seeded_job / "baseline" / "seeds" / "seed_1")):
+        (trial_dir,) = [d for d in (seeded_job / "ray" / "tune").glob("baseline_*")
+                        if json.loads((d / "params.json").read_text()).get("seed_offset") == seed]
+        run = stores.wandb_run(trial_dir / "wandb")
+        assert run["name"] == f"baseline-seed{seed}" and run["exit_code"] == 0
+        assert run["config"]["seed"] == seed and run["config"]["select_on"] == "val_macro_f1"
+        history = pd.read_csv(run_dir / "history.csv")
+        assert [run["history"][e]["val_acc"] for e in history["epoch"]] == pytest.approx(list(history["val_acc"]))
+        figures = final_figures(json.loads((run_dir / "metrics.json").read_text()))
+        assert {k: run["history"][len(history)][k] for k in figures} == pytest.approx(figures)
+        assert run["artifacts"] == {f"checkpoint_baseline-seed{seed}": sorted(
+            ["config.json", "history.csv", "metrics.json", "predictions_val.csv", "predictions_test.csv"])}
 
 
 def test_a_failing_job_returns_its_exit_status(ray_env, tmp_path):

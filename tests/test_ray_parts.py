@@ -16,8 +16,9 @@ from ray_jobs.packing import best_count, default_share, out_of_memory_message
 from ray_jobs.resources import Resources, resolve
 from ray_jobs.scheduler import PerArmScheduler, make_scheduler
 from ray_jobs.search import LR, MEL_MULTIPLIER, WEIGHT_DECAY, param_space
-from ray_jobs.submit import check_paths
+from ray_jobs.submit import check_paths, check_tracking, runtime_env
 from ray_jobs.summary import settle
+from ray_jobs.trackers import Trials
 from ray_jobs.trainable import run_folder, trial_config
 
 # ------------------------------------------------------------------------- arms
@@ -89,6 +90,19 @@ def test_each_seed_writes_its_own_run_folder():
     assert run_folder("/r/arm", "t1", samples=1, seed_offset=0, seed=0) == "/r/arm"  # the arm's own run
     assert run_folder("/r/arm", "t2", samples=1, seed_offset=2, seed=2) == "/r/arm/seeds/seed_2"
     assert run_folder("/r/arm", "t3", samples=4, seed_offset=0, seed=0) == "/r/arm/samples/t3"
+
+
+def test_trials_and_their_tracker_runs_are_named_after_the_arm_and_its_sample_or_seed():
+    def names(samples: int, seeds: int) -> list[str]:
+        trials = [SimpleNamespace(config=c, trial_id=f"t{i}") for i, c in enumerate(sampled(samples, seeds=seeds))]
+        return [Trials("/r/sweep", samples, seeds).name(t) for t in trials]
+
+    assert names(1, 1) == ["plain", "mel"]
+    assert sorted(names(1, 2)) == ["mel-seed7", "mel-seed8", "plain-seed0", "plain-seed1"]
+    assert sorted(names(2, 1)) == ["mel-sample-t1", "plain-sample-t0"]
+    config = next(c for c in sampled(1, seeds=2) if c["arm"] == "mel" and c["seed_offset"] == 1)
+    run = SimpleNamespace(config=config, trial_id="t3")
+    assert Trials("/r/sweep", 1, 2).run_dir(run) == "/r/sweep/mel/seeds/seed_8"
 
 
 # ------------------------------------------------------------------------- scheduling
@@ -219,6 +233,23 @@ def test_submit_refuses_paths_the_job_cannot_see(args, message):
 def test_submit_accepts_absolute_paths_and_uris():
     assert check_paths(["--results", "s3://bucket/sweeps", "--data-root=/shared/ham10000"]) == {
         "--results": "s3://bucket/sweeps", "--data-root": "/shared/ham10000"}
+
+
+@pytest.mark.parametrize("uri", [None, "sqlite:///mlflow.db"])
+def test_submit_refuses_an_mlflow_store_in_the_jobs_temporary_copy(uri, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with pytest.raises(SystemExit, match="--tracker mlflow in a job needs --tracking-uri"):
+        check_tracking(["--tracker", "mlflow", *(["--tracking-uri", uri] if uri else [])])
+    check_tracking(["--tracker=mlflow", "--tracking-uri=sqlite:////shared/mlflow.db"])
+    check_tracking(["--tracker", "wandb"])
+
+
+def test_a_job_with_trackers_installs_them_and_gets_their_settings(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    env = runtime_env(pip=True, trackers=True)
+    assert env["env_vars"]["WANDB_MODE"] == "offline"
+    assert any(r.startswith("mlflow-skinny") for r in env["pip"]) and any(r.startswith("torch") for r in env["pip"])
+    assert not any(r.startswith("wandb") for r in runtime_env(pip=True)["pip"])
 
 
 # ------------------------------------------------------------------------- packing trials on one GPU

@@ -6,6 +6,9 @@ eight-arm smoke sweep, two trials at a time. The first worker to finish epoch 2 
 and its Train run resumes from the epoch-1 checkpoint. Once that arm's reports are saved,
 two arms have finished and an unfinished one has a checkpoint, the driver is SIGKILLed;
 then `run_all.py --resume` finishes the sweep without touching the finished arms.
+
+The sweep also logs to MLflow (a SQLite store) and TensorBoard, whose runs the resume
+continues: at the end each arm has one finished MLflow run and its TensorBoard events.
 """
 from __future__ import annotations
 
@@ -21,7 +24,9 @@ import pandas as pd
 import pytest
 
 from ablations.arms import study_arms
+from core.tracking import final_figures
 from ray_jobs.faults import KILL_AT_EPOCH, KILL_MARKER
+from tests import tracker_stores as stores
 
 pytestmark = pytest.mark.slow
 
@@ -34,12 +39,17 @@ def run_all_command(*args: str) -> list[str]:
     return [sys.executable, str(REPO / "ablations" / "run_all.py"), *args]
 
 
+def trial_dirs(sweep: Path, arm: str) -> list[Path]:
+    """The arm's trial folder under ray/tune/: <arm>_<trial id> (`baseline_*` alone matches baseline_synth too)."""
+    return [d for d in (sweep / "ray" / "tune").glob(f"{arm}_*_*") if d.name.rsplit("_", 2)[0] == arm]
+
+
 def reported(sweep: Path, arm: str) -> list[dict]:
     """The results Tune received from the arm's trial, in order, across its retries.
 
     Tune copies them to the sweep folder when it saves its experiment state (every few seconds).
     """
-    results = list((sweep / "ray" / "tune").glob(f"{arm}_*/result.json"))
+    results = [d / "result.json" for d in trial_dirs(sweep, arm) if (d / "result.json").is_file()]
     lines = results[0].read_text().splitlines() if results else []
     return [json.loads(line) for line in lines if line.strip()]
 
@@ -85,11 +95,13 @@ def interrupted(demo_root, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("recovery")
     results, marker = tmp / "results", tmp / "killed-once"
     common = ["--results", str(results), "--name", "sweep"]
+    tracking_uri = f"sqlite:///{tmp / 'mlflow.db'}"
     env = {**os.environ, KILL_AT_EPOCH: "2", KILL_MARKER: str(marker)}
     log = (tmp / "first.log").open("w")
     first = subprocess.Popen(
         run_all_command(*common, "--data-root", str(demo_root), "--profile", "smoke", "--set", f"epochs={EPOCHS}",
-                        "--max-concurrent", "2"),
+                        "--max-concurrent", "2", "--tracker", "mlflow", "--tracker", "tensorboard",
+                        "--tracking-uri", tracking_uri),
         env=env, stdout=log, stderr=subprocess.STDOUT)
     sweep = results / "sweep"
     try:
@@ -117,7 +129,7 @@ def interrupted(demo_root, tmp_path_factory):
     return {"sweep": sweep, "killed_arm": killed_arm, "killed_arm_reports": killed_arm_reports,
             "done_before": done_before, "resumed": resumed,
             "summary_before": summary_before, "killed_at": killed_at,
-            "checkpointed_before": checkpointed_before}
+            "checkpointed_before": checkpointed_before, "tracking_uri": tracking_uri}
 
 
 def test_a_killed_worker_is_retried_from_its_last_checkpoint(interrupted):
@@ -167,3 +179,51 @@ def test_interrupted_arms_continue_from_their_checkpoints(interrupted):
         epochs = reported_epochs(interrupted["sweep"], arm, after=interrupted["killed_at"])
         # empty when its checkpoint was already the last epoch's: then it only evaluated
         assert epochs == [] or (epochs == list(range(epochs[0], EPOCHS + 1)) and epochs[0] > 1), arm
+
+
+# ------------------------------------------------------------------------- the trackers, across the resume
+
+
+def logged_epochs_match_history(logged: list[tuple[int, float]], history: pd.Series) -> bool:
+    """Each epoch logged once, in order, with history.csv's value; the last one always (an epoch
+    reported just as the driver was killed may be missing: the resume goes on after its checkpoint)."""
+    steps = [step for step, _ in logged]
+    return (steps == sorted(set(steps)) and steps[-1] == EPOCHS
+            and all(value == pytest.approx(history[step - 1]) for step, value in logged))
+
+
+def test_mlflow_has_one_finished_run_per_arm_with_its_config_epochs_and_final_figures(interrupted):
+    sweep, uri = interrupted["sweep"], interrupted["tracking_uri"]
+    runs = stores.mlflow_runs(uri, "dermablate-sweep")
+    # One run per trial: the arms the driver was killed in continued theirs after the resume.
+    assert sorted(runs["tags.mlflow.runName"]) == sorted(ARMS) and len(runs) == 8
+    assert set(runs["status"]) == {"FINISHED"}
+    for _, run in runs.iterrows():
+        arm = run["tags.mlflow.runName"]
+        config = json.loads((sweep / arm / "config.json").read_text())
+        assert {k: run[f"params.{k}"] for k in config} == {k: str(v) for k, v in config.items()}, arm
+        figures = final_figures(json.loads((sweep / arm / "metrics.json").read_text()))
+        assert {k: run[f"metrics.{k}"] for k in figures} == pytest.approx(figures), arm
+        history = pd.read_csv(sweep / arm / "history.csv")
+        assert logged_epochs_match_history(stores.mlflow_history(uri, run["run_id"], "val_macro_f1"),
+                                           history["val_macro_f1"]), arm
+        assert stores.mlflow_artifacts(uri, run["run_id"]) == sorted(
+            ["config.json", "history.csv", "metrics.json", "predictions_val.csv", "predictions_test.csv"]), arm
+    uninterrupted = set(interrupted["done_before"])
+    for _, run in runs[runs["tags.mlflow.runName"].isin(uninterrupted)].iterrows():
+        assert [s for s, _ in stores.mlflow_history(uri, run["run_id"], "epoch")] == list(range(1, EPOCHS + 1))
+
+
+def test_tensorboard_reads_each_arms_epochs_and_final_figures(interrupted):
+    sweep = interrupted["sweep"]
+    for arm in ARMS:
+        (trial_dir,) = trial_dirs(sweep, arm)
+        assert list(trial_dir.glob("events.out.tfevents.*")), arm
+        scalars = stores.tensorboard_scalars(trial_dir)
+        history = pd.read_csv(sweep / arm / "history.csv")
+        # event files hold float32
+        assert logged_epochs_match_history(scalars["ray/tune/val_macro_f1"], history["val_macro_f1"]), arm
+        figures = final_figures(json.loads((sweep / arm / "metrics.json").read_text()))
+        assert {k: scalars[f"ray/tune/{k}"][-1] for k in figures} == {
+            k: (EPOCHS, pytest.approx(v)) for k, v in figures.items()}, arm
+        assert f"    name: {arm}\n" in stores.tensorboard_text(trial_dir, "config/text_summary"), arm

@@ -1,0 +1,63 @@
+"""MLflow: Ray Tune's MLflowLoggerCallback, one run per trial continued by --resume (ray_jobs/trackers)."""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from ray.air.integrations.mlflow import MLflowLoggerCallback
+from ray.tune.experiment import Trial
+
+from core import tracking
+from ray_jobs.trackers import NOT_METRICS, Trials, step
+
+
+class MLflowTracker(MLflowLoggerCallback):
+    def __init__(self, trials: Trials, tracking_uri: str | None):
+        experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or f"{tracking.PROJECT}-{trials.sweep_name}"
+        super().__init__(tracking_uri, experiment_name=experiment, tags={"sweep": trials.results})
+        self.trials = trials
+
+    def setup(self, *args, **kwargs):
+        import mlflow
+
+        uri = self.tracking_uri or mlflow.get_tracking_uri()
+        # The experiment first, its files beside a SQLite store; Ray's setup then finds it.
+        self.mlflow_util.setup_mlflow(tracking_uri=uri, experiment_name=self.experiment_name,
+                                      artifact_location=tracking.artifact_location(uri))
+        super().setup(*args, **kwargs)
+        self.client = mlflow.MlflowClient(uri)
+
+    def log_trial_start(self, trial: Trial):
+        if trial in self._trial_runs:  # a retry of the trial in this driver
+            return
+        found = self.client.search_runs(
+            [self.mlflow_util.experiment_id],
+            f"tags.trial_id = '{trial.trial_id}' and tags.sweep = '{self.trials.results}'", max_results=1)
+        if found:  # started before a --resume: continue it
+            self._trial_runs[trial] = found[0].info.run_id
+            return
+        run = self.mlflow_util.start_run(run_name=str(trial), tags={**self.tags, **self.trials.tags(trial)})
+        self._trial_runs[trial] = run.info.run_id
+        self._log_batch(trial, params=self.trials.params(trial))
+
+    def log_trial_result(self, iteration: int, trial: Trial, result: dict):
+        metrics = {k: v for k, v in tracking.epoch_metrics(result).items() if k not in NOT_METRICS}
+        self._log_batch(trial, metrics=metrics, at=step(result))
+
+    def log_trial_end(self, trial: Trial, failed: bool = False):
+        metrics = self.trials.finished(trial)
+        if metrics:
+            self._log_batch(trial, metrics=tracking.final_figures(metrics), at=metrics["epochs_run"])
+            with tempfile.TemporaryDirectory() as folder:
+                self.client.log_artifacts(self._trial_runs[trial], str(self.trials.stage_files(trial, Path(folder))))
+        super().log_trial_end(trial, failed)
+
+    def _log_batch(self, trial: Trial, params: dict | None = None, metrics: dict | None = None, at: int = 0):
+        from mlflow.entities import Metric, Param
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self._trial_runs[trial],
+                              metrics=[Metric(k, v, now, at) for k, v in (metrics or {}).items()],
+                              params=[Param(k, str(v)) for k, v in (params or {}).items()])

@@ -1,0 +1,45 @@
+"""Weights & Biases: Ray Tune's WandbLoggerCallback, with the resolved config and final figures (ray_jobs/trackers)."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ray.air.constants import TRAINING_ITERATION
+from ray.air.integrations.wandb import WandbLoggerCallback, _QueueItem
+from ray.tune.experiment import Trial
+
+from core import tracking
+from ray_jobs.trackers import Trials, step
+
+
+class WandbTracker(WandbLoggerCallback):
+    def __init__(self, trials: Trials):
+        # The init config is the trial's own choices (arm, sampled values): not every arm's config.
+        # The run's id is the trial's: online, a --resume continues it.
+        super().__init__(project=os.environ.get("WANDB_PROJECT", tracking.PROJECT), group=trials.sweep_name,
+                         excludes=["arm_configs", "sweep"], resume="allow")
+        self.trials = trials
+        self._staged: str | None = None  # a folder for the files the logging actors have yet to read
+
+    def log_trial_result(self, iteration: int, trial: Trial, result: dict):
+        # Each result's `config` updates the run's config: the resolved one, not Tune's trial config.
+        result = {**result, "config": self.trials.params(trial), TRAINING_ITERATION: step(result)}
+        super().log_trial_result(iteration, trial, result)
+
+    def log_trial_end(self, trial: Trial, failed: bool = False):
+        metrics = self.trials.finished(trial)
+        if metrics and trial in self._trial_queues:
+            super().log_trial_result(0, trial, {**tracking.final_figures(metrics),
+                                                TRAINING_ITERATION: metrics["epochs_run"]})
+            # The logging actor reads the folder later: it stays until the experiment ends.
+            self._staged = self._staged or tempfile.mkdtemp(prefix="dermablate-wandb-")
+            folder = self.trials.stage_files(trial, Path(self._staged) / trial.trial_id)
+            self._trial_queues[trial].put((_QueueItem.CHECKPOINT, str(folder)))  # Ray's folder artifact
+        super().log_trial_end(trial, failed)
+
+    def on_experiment_end(self, trials, **info):
+        super().on_experiment_end(trials, **info)  # waits for the logging actors
+        if self._staged:
+            shutil.rmtree(self._staged, ignore_errors=True)
