@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from core import io, results
-from core.config import RunConfig
+from core.config import RunConfig, load_config, same_runs
 from core.labels import CLASSES, NUM_CLASSES
 from core.metrics import evaluate_run, predictions_frame
 from core.results import run_summary_row, write_summary
@@ -54,17 +54,19 @@ def build_smoke_sweep(sweep_dir: Path, data_root: Path, arms: list[str] | None =
     write_summary(sweep_dir, rows)
     results.write_splits(sweep_dir, results.read_splits(sweep_dir / rows[0]["arm"]))
     metrics = results.read_metrics(sweep_dir / rows[0]["arm"])
+    configs = {arm: load_config(CONFIGS / f"{arm}.yaml", "smoke") for arm in arms or arm_names()}
     write_sweep_json(sweep_dir, data_root, synthetic=metrics["synthetic_data"],
-                     fingerprint=metrics["data_fingerprint"], profile="smoke")
+                     fingerprint=metrics["data_fingerprint"], profile="smoke", same_run_as=same_runs(configs))
     return sweep_dir
 
 
 def write_sweep_json(sweep_dir: Path, data_root: Path | None, synthetic: bool, status: str = "finished",
-                     fingerprint: str = "0" * 16, profile: str = "smoke") -> None:
+                     fingerprint: str = "0" * 16, profile: str = "smoke", same_run_as: dict | None = None) -> None:
     """sweep.json through the contract's own builders, as the Ray sweep writes it."""
     record = results.sweep_started({
         "profile": profile, "data_root": None if data_root is None else str(data_root),
         "data_fingerprint": fingerprint, "synthetic_data": synthetic, "split_seed": 0, "git_commit": "test",
+        "same_run_as": same_run_as or {},
         "versions": {"python": platform.python_version()}})
     results.write_sweep_record(sweep_dir, record if status == "running" else results.sweep_ended(record, status))
 

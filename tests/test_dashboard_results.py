@@ -167,3 +167,15 @@ def test_the_dashboard_never_imports_ray():
     done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_sweep_tab_names_arms_the_profile_made_one_run(tmp_path):
+    from dashboards.views.sweeps import describe
+
+    sweep = make_sweep(tmp_path, "demo", {"b2_mel_select": "finished", "long_mel_select": "finished"})
+    write_sweep_json(sweep, None, synthetic=True, same_run_as={"long_mel_select": "b2_mel_select"})
+    text = describe(load_sweep(sweep))
+    assert text.startswith("### Sweep `demo`")
+    assert "`long_mel_select` is the same run as `b2_mel_select` on this profile" in text
+    write_sweep_json(sweep, None, synthetic=True)
+    assert "same run" not in describe(load_sweep(sweep))

@@ -35,6 +35,11 @@ def test_report_of_the_smoke_sweep(smoke_sweep, tmp_path):
     assert f"- **started**: `{record['started']}`" in text and f"- **ended**: `{record['ended']}`" in text
     for heading in TABLES:
         assert sorted(row[0] for row in table_after(text, heading)) == arms, heading
+    # The smoke profile makes two arms one run: the report says so, from sweep.json
+    assert "`long_mel_select` is the same run as `b2_mel_select`" in text
+    # The demo data has lesion masks: Grad-CAM mass on them, per arm
+    mass = table_after(text, "### Grad-CAM mass on the lesion")
+    assert sorted(row[0] for row in mass) == arms and all(0 <= float(row[2]) <= 1 for row in mass)
     assert "study test acc" not in text  # the study's HAM10000 figures never sit beside synthetic ones
     images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
     assert images and all((out / image).is_file() for image in images)

@@ -26,6 +26,7 @@ W, H = WIDTH // SCALE, HEIGHT // SCALE
 HAM_COUNTS = {"akiec": 327, "bcc": 514, "bkl": 1099, "df": 115, "mel": 1113, "nv": 6705, "vasc": 142}
 PARTS = ("HAM10000_images_part_1", "HAM10000_images_part_2")  # the Kaggle layout
 MIN_LESIONS_PER_CLASS = 16  # enough for every class to reach every split
+GENERATOR = 2  # bumped whenever the images a seed draws change: an older demo folder is rebuilt
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,21 @@ def make_demo_dataset(out: str | Path, n: int = 1500, seed: int = 0, masks: bool
         f"(n={n}, seed={seed}).\nNot HAM10000 and not dermoscopy: no result on it says "
         "anything about skin lesions.\n"
     )
-    (out / "demo.json").write_text(json.dumps({"synthetic": True, "n": n, "seed": seed, "masks": masks}))
+    (out / "demo.json").write_text(json.dumps({"synthetic": True, "generator": GENERATOR, "n": n, "seed": seed,
+                                                "masks": masks}))
     return frame
+
+
+def built_demo(out: str | Path) -> dict | None:
+    """The demo.json of a demo dataset `make_demo_dataset` wrote at `out`, or None."""
+    path = Path(out) / "demo.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def is_current_demo(out: str | Path, n: int, masks: bool) -> bool:
+    """A demo dataset at `out` drawn by this generator, with `n` images and (if asked) masks."""
+    built = built_demo(out)
+    return bool(built) and built.get("generator") == GENERATOR and built["n"] == n and (built["masks"] or not masks)
 
 
 def _write_lesion(task: tuple) -> list[dict]:

@@ -1,4 +1,4 @@
-"""SweepView tab: what the sweep is, and its summary table, refreshed while it runs."""
+"""Sweep tab: what the sweep is, and its summary table, refreshed while it runs."""
 from __future__ import annotations
 
 import pandas as pd
@@ -20,8 +20,10 @@ INFO_KEYS = ("profile", "status", "started", "ended", "data_root", "data_fingerp
 
 
 def describe(sweep: SweepView) -> str:
-    lines = [f"### SweepView `{sweep.name}`", ""]
+    lines = [f"### Sweep `{sweep.name}`", ""]
     lines += [f"- **{key}**: `{sweep.info[key]}`" for key in INFO_KEYS if sweep.info.get(key) is not None]
+    lines += [f"- **same run**: `{arm}` is the same run as `{first}` on this profile (their configs differ in name "
+              "only), so their rows are the same" for arm, first in (sweep.info.get("same_run_as") or {}).items()]
     if not sweep.info:
         lines.append("- sweep.json is not written yet")
     counts = sweep.summary["status"].value_counts()
