@@ -30,6 +30,7 @@ from ray_jobs.packing import default_share, read_measurements  # noqa: E402
 from ray_jobs.preflight import check_resources, check_weights  # noqa: E402
 from ray_jobs.resources import resolve  # noqa: E402
 from ray_jobs.sweep import Sweep, check_data, run, start  # noqa: E402
+from ray_jobs.trainable import WORKER_ENV  # noqa: E402
 
 DEMO_SIZES = {"smoke": 200, "demo": 800, "full": 800}  # images in the demo dataset each profile builds
 # What defines a sweep: --resume takes all of it from the sweep's sweep.json.
@@ -91,9 +92,9 @@ def local_runtime_env() -> dict:
     Its workers import this checkout (whatever the current folder). They also run at
     niceness 0 rather than Ray's default 15, as Ray's own job supervisor does: on a small
     machine, niced trials lose a tenth or more of their speed to Ray's control plane
-    (benchmarks/ray_overhead.py).
+    (benchmarks/ray_overhead.py). And they print each line once (WORKER_ENV).
     """
-    return {"env_vars": {"PYTHONPATH": str(REPO), "RAY_worker_niceness": "0"}}
+    return {"env_vars": {"PYTHONPATH": str(REPO), "RAY_worker_niceness": "0", **WORKER_ENV}}
 
 
 def demo_data(path: Path, n: int) -> Path:

@@ -75,10 +75,11 @@ def check_tracking(args: list[str]) -> None:
 
 def runtime_env(pip: bool, trackers: bool = False) -> dict:
     from ray_jobs.sweep import git_commit
+    from ray_jobs.trainable import WORKER_ENV
 
     env_vars = {name: value for name, value in os.environ.items() if name.startswith(TRACKER_ENV)}
     env = {"working_dir": str(REPO), "excludes": EXCLUDES,
-           "env_vars": {**env_vars, "DERMABLATE_GIT_COMMIT": git_commit() or ""}}  # the copy carries no .git
+           "env_vars": {**env_vars, **WORKER_ENV, "DERMABLATE_GIT_COMMIT": git_commit() or ""}}  # the copy has no .git
     if pip:
         files = ["requirements.txt"] + (["requirements-tracking.txt"] if trackers else [])
         lines = [line.split("#")[0].strip() for name in files for line in (REPO / name).read_text().splitlines()]

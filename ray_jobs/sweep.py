@@ -40,7 +40,9 @@ from ray_jobs.summary import SummaryCallback, read_summary
 from ray_jobs.trainable import run_trial
 
 REPO = Path(__file__).resolve().parents[1]
-METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc", "val_macro_f1", "val_mel_recall"]
+# The console's table: a row per trial (named after its arm), its status, and the live figure its arm selects on.
+METRIC_COLUMNS = {"epoch": "epoch", "select_on": "selects on", "select_value": "value", "val_loss": "val_loss",
+                  "val_acc": "val_acc"}
 
 
 @dataclass

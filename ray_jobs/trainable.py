@@ -9,6 +9,8 @@ for good records why, and its retries stop at once (`ray_jobs.permanent`).
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
 from pathlib import Path
 
@@ -31,10 +33,22 @@ from ray_jobs.packing import PackedOutOfMemory, out_of_memory_message
 
 STATE_FILE = "state.pt"  # the checkpoint dict core hands to on_epoch_end
 SAMPLED = ("lr", "weight_decay", "mel_multiplier")  # trial config keys that override the arm's config
+# Ray Train's print patch both echoes and logs each print in a worker: every epoch line twice on the console.
+WORKER_ENV = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
+
+
+def quiet_report_lines() -> None:
+    """Ray Train logs every report at INFO under a logger named after its file, which LoggingConfig's
+    level misses: one line per epoch and rank on the console. Keep that logger to warnings."""
+    with contextlib.suppress(ImportError):
+        from ray.train.v2._internal.execution import context
+
+        logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
 def train_worker(config: dict) -> None:
     """Runs on every Train worker, inside the process group Ray Train set up."""
+    quiet_report_lines()
     rank = ray.train.get_context().get_world_rank()
     device = ray.train.torch.get_device()
     if device.type == "cpu" and config.get("cpus"):
@@ -51,6 +65,8 @@ def train_worker(config: dict) -> None:
 
         def report(epoch: int, row: dict, state: dict) -> None:
             faults.maybe_kill(epoch, cfg.name)
+            # Beside the history row: the metric this arm selects on, by name and value (the console's table).
+            row = {**row, "select_on": cfg.select_on, "select_value": row[cfg.select_on]}
             if rank != 0:
                 ray.train.report(row)  # every rank reports: it is a barrier
                 return
@@ -141,6 +157,9 @@ def train(config: dict, cfg: RunConfig, out: str, trial_id: str) -> None:
             storage_path=storage.join(sweep["results"], "ray", "train"),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
             failure_config=ray.train.FailureConfig(max_failures=0),  # retries belong to Tune
+            # Train's INFO lines (every checkpoint and report, the worker group's start) go to Ray's
+            # log files, not the console: Tune's table says how each arm is doing.
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
             # 3. Forward rank 0's metrics of every epoch to this Tune trial.
             callbacks=[TuneReportCallback()],
         ),

@@ -63,6 +63,14 @@ def test_the_job_succeeds_and_its_log_is_followed(job):
     assert "SUCCEEDED" in done.stdout
 
 
+def test_the_console_shows_each_trials_status_and_selection_metric_not_trains_checkpoint_lines(job):
+    done, _ = job
+    header = next(line for line in done.stdout.splitlines() if "| Trial name" in line and "selects on" in line)
+    assert [c.strip() for c in header.strip("|").split("|")][:2] == ["Trial name", "status"]
+    assert any("| TERMINATED |" in line and "| val_macro_f1 |" in line for line in done.stdout.splitlines())
+    assert "Checkpoint successfully created" not in done.stdout and "Reporting training result" not in done.stdout
+
+
 def test_the_job_writes_the_results_contract(job):
     _, sweep = job
     record = json.loads((sweep / "sweep.json").read_text())
