@@ -6,6 +6,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pyarrow.fs
+import wandb
 from ray.air.constants import TRAINING_ITERATION
 from ray.air.integrations.wandb import WandbLoggerCallback, _QueueItem
 from ray.tune.experiment import Trial
@@ -18,8 +20,9 @@ class WandbTracker(WandbLoggerCallback):
     def __init__(self, trials: Trials):
         # The init config is the trial's own choices (arm, sampled values): not every arm's config.
         # The run's id is the trial's: online, a --resume continues it.
+        # Quiet: no history and summary per trial on the console when each run ends.
         super().__init__(project=os.environ.get("WANDB_PROJECT", tracking.PROJECT), group=trials.sweep_name,
-                         excludes=["arm_configs", "sweep"], resume="allow")
+                         excludes=["arm_configs", "sweep"], resume="allow", settings=wandb.Settings(quiet=True))
         self.trials = trials
         self._staged: str | None = None  # a folder for the files the logging actors have yet to read
 
@@ -40,6 +43,12 @@ class WandbTracker(WandbLoggerCallback):
         super().log_trial_end(trial, failed)
 
     def on_experiment_end(self, trials, **info):
-        super().on_experiment_end(trials, **info)  # waits for the logging actors
+        super().on_experiment_end(trials, **info)  # waits for the logging actors to finish their runs
+        # Tune's last upload of the trial folders came before that wait: upload the finished runs again.
+        for trial in trials:
+            local = Path(trial.local_path) / "wandb"
+            if local.is_dir():
+                pyarrow.fs.copy_files(str(local), f"{trial.path}/wandb",
+                                      destination_filesystem=trial.storage.storage_filesystem)
         if self._staged:
             shutil.rmtree(self._staged, ignore_errors=True)
