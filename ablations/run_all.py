@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import torch  # noqa: E402
 
 from core import io, tracking  # noqa: E402
 from core.config import ConfigError, parse_overrides  # noqa: E402
-from core.data.demo import make_demo_dataset  # noqa: E402
+from core.data.demo import built_demo, is_current_demo, make_demo_dataset  # noqa: E402
 from core.data.metadata import DatasetError, find_metadata  # noqa: E402
 from core.data.parallel import usable_cpus  # noqa: E402
 from core.results import SWEEP_RECORD  # noqa: E402
@@ -32,7 +33,7 @@ from ray_jobs.resources import resolve  # noqa: E402
 from ray_jobs.sweep import Sweep, check_data, run, start  # noqa: E402
 from ray_jobs.trainable import WORKER_ENV  # noqa: E402
 
-DEMO_SIZES = {"smoke": 200, "demo": 800, "full": 800}  # images in the demo dataset each profile builds
+DEMO_SIZES = {"smoke": 200, "demo": 2400, "full": 800}  # images in the demo dataset each profile builds
 # What defines a sweep: --resume takes all of it from the sweep's sweep.json.
 SWEEP_ARGS = ("data_root", "demo_data", "profile", "arms", "samples", "seeds", "scheduler", "set",
               "skip_bad_images", "split_seed", "retries", "workers_per_trial", "cpus_per_worker", "gpus_per_worker",
@@ -98,15 +99,25 @@ def local_runtime_env() -> dict:
 
 
 def demo_data(path: Path, n: int) -> Path:
-    """The synthetic demo dataset at `path`, built once (into a temporary folder, then renamed)."""
-    try:
-        find_metadata(path)
+    """The synthetic demo dataset at `path`, built once (into a temporary folder, then renamed).
+
+    A demo folder from an older generator or of another size is rebuilt; any other dataset
+    at `path` is used as it is."""
+    if is_current_demo(path, n, masks=True):
         return path
-    except DatasetError:
-        pass
+    if built_demo(path) is not None:
+        print(f"rebuilding the SYNTHETIC demo dataset in {path}: drawn by an older generator or of another size",
+              flush=True)
+        shutil.rmtree(path)
+    else:
+        try:
+            find_metadata(path)
+            return path
+        except DatasetError:
+            pass
     print(f"building the SYNTHETIC demo dataset ({n} images) in {path} (once)", flush=True)
     tmp = io.new_temp(path, folder=True)
-    make_demo_dataset(tmp, n=n)
+    make_demo_dataset(tmp, n=n, masks=True)  # the report measures Grad-CAM mass on the lesions
     os.replace(tmp, path)
     return path
 
@@ -175,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    for arm, same_as in record.get("same_run_as", {}).items():
+        print(f"{arm}: same run as {same_as} on the {sweep.profile} profile (the configs differ in name only)",
+              flush=True)
     repeats = f"{sweep.seeds} seed(s)" if sweep.seeds > 1 else f"{sweep.samples} sample(s)"
     print(f"sweep {results}: {len(sweep.arms)} arm(s) x {repeats}, profile {sweep.profile}, {sweep.resources}",
           flush=True)

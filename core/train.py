@@ -38,7 +38,7 @@ from core.data.cache import DecodedImages, build_cache
 from core.data.check import cached_check, usable_metadata
 from core.data.dataset import load_dataset
 from core.data.device_augment import EvalTransform, TrainAugment
-from core.data.device_batches import device_loaders
+from core.data.device_batches import DeviceBatches, device_loaders
 from core.data.lesions import LesionDataset
 from core.data.metadata import DatasetError
 from core.data.split import attach_split, lesion_split
@@ -47,6 +47,7 @@ from core.labels import CLASS_INDEX, CLASSES, NUM_CLASSES
 from core.losses import build_loss, class_weights
 from core.metrics import classification_metrics, evaluate_run, predictions_frame, selection_key
 from core.model import build_model
+from core.ood import FeatureDistance, fit_feature_distance, pooled_features
 from core.optim import build_optimizer, build_scheduler
 from core.sampling import DistributedWeightedSampler
 
@@ -81,7 +82,8 @@ def prepare_data(cfg: RunConfig, data_root: str | Path, mean, std) -> Data:
     if cfg.splits_file:
         splits = attach_split(meta, pd.read_csv(cfg.splits_file, dtype=str))[["image_id", "lesion_id", "dx", "split"]]
     else:
-        splits = lesion_split(meta, seed=cfg.split_seed, duplicates=cfg.duplicates_file)
+        splits = lesion_split(meta, seed=cfg.split_seed, val_frac=cfg.val_fraction, test_frac=cfg.test_fraction,
+                              duplicates=cfg.duplicates_file)
     side = stored_side(cfg.image_size, cfg.random_resized_crop)
     transforms = {
         "train": train_transform(cfg.image_size, cfg.random_resized_crop, mean, std, cfg.auto_augment),
@@ -228,31 +230,61 @@ def dihedral_views(images: torch.Tensor) -> list[torch.Tensor]:
 def predict(model, loader, device, amp_dtype, memory_format=torch.contiguous_format, tta: bool = False) -> np.ndarray:
     """Softmax probabilities for every item of the loader's dataset, in dataset order.
 
-    `tta` averages the probabilities over the 8 dihedral views of each image. Under DDP
-    each rank predicts its (padded) shard; the shards are gathered and de-duplicated by
-    item index, so the result has exactly len(dataset) rows.
+    `tta` averages the probabilities over the 8 dihedral views of each image.
     """
+    def probabilities(images: torch.Tensor) -> torch.Tensor:
+        views = dihedral_views(images) if tta else [images]
+        return torch.stack([torch.softmax(model(v).float(), dim=1) for v in views]).mean(dim=0)
+
     model.eval()
-    indices, probs = [], []
+    return _over_dataset(probabilities, loader, device, amp_dtype, memory_format, "predict (TTA)" if tta else "predict")
+
+
+@torch.no_grad()
+def embed(model, loader, device, amp_dtype, memory_format=torch.contiguous_format) -> np.ndarray:
+    """Pooled pre-logit features (N, D) of every item, in dataset order (the OOD statistic's input)."""
+    model.eval()
+    return _over_dataset(lambda images: pooled_features(model, images).float(), loader, device, amp_dtype,
+                         memory_format, "embed")
+
+
+def _over_dataset(outputs: Callable[[torch.Tensor], torch.Tensor], loader, device, amp_dtype,
+                  memory_format, desc: str) -> np.ndarray:
+    """`outputs(batch)` for every item of the loader's dataset, in dataset order.
+
+    Under DDP each rank runs its (padded) shard; the shards are gathered and de-duplicated
+    by item index, so the result has exactly len(dataset) rows.
+    """
+    indices, rows = [], []
     for images, _, index in loader:
         images = images.to(device, non_blocking=True, memory_format=memory_format)
-        views = dihedral_views(images) if tta else [images]
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            p = torch.stack([torch.softmax(model(v).float(), dim=1) for v in views]).mean(dim=0)
-        probs.append(p.cpu())
+            rows.append(outputs(images).cpu())
         indices.append(index)
-    local = (torch.cat(indices).numpy(), torch.cat(probs).numpy())
+    local = (torch.cat(indices).numpy(), torch.cat(rows).numpy())
     if rank_and_world()[1] > 1:
         shards = [None] * rank_and_world()[1]
         dist.all_gather_object(shards, local)
     else:
         shards = [local]
-    out = np.full((len(loader.dataset), NUM_CLASSES), np.nan)
-    for index, p in shards:
-        out[index] = p
+    out = np.full((len(loader.dataset), local[1].shape[1]), np.nan)
+    for index, values in shards:
+        out[index] = values
     if np.isnan(out).any():
         raise RuntimeError("some evaluation items were not predicted by any rank")
     return out
+
+
+def training_images_unaugmented(cfg: RunConfig, data: Data, train_loader, device: torch.device):
+    """The training images (every one, in order) through the evaluation transform."""
+    rank, world = rank_and_world()
+    sampler = DistributedSampler(data.train, world, rank, shuffle=False)
+    if isinstance(train_loader, DeviceBatches):  # the images are already held where the model runs
+        return DeviceBatches(data.train, train_loader.store, sampler, cfg.batch_size, False,
+                             EvalTransform(cfg.image_size, data.mean, data.std))
+    dataset = LesionDataset(data.train.images, data.train.labels, eval_transform(cfg.image_size, data.mean, data.std),
+                            data.train.image_ids)
+    return DataLoader(dataset, sampler=sampler, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
 
 
 # --------------------------------------------------------------------------- the run
@@ -354,9 +386,12 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
     probs = {name: predict(runner, loader, device, amp_dtype, memory_format) for name, loader in loaders.items()}
     tta_probs = ({name: predict(runner, loader, device, amp_dtype, memory_format, tta=True)
                   for name, loader in loaders.items()} if cfg.tta else None)
+    features = {name: embed(model, loader, device, amp_dtype, memory_format) for name, loader in
+                {"train": training_images_unaugmented(cfg, data, train_loader, device), **loaders}.items()}
     if rank != 0:
         return {}
-    return _write_results(out, cfg, data, model, state, probs, tta_probs, world)
+    ood = fit_feature_distance(features["train"], data.train.labels, features["val"], features["test"])
+    return _write_results(out, cfg, data, model, state, probs, tta_probs, world, ood)
 
 
 def _patience_exhausted(cfg: RunConfig, state: dict) -> bool:
@@ -388,7 +423,7 @@ def _evaluate_and_write(out: Path, cfg: RunConfig, data: Data, probs: dict, suff
 
 
 def _write_results(out: Path, cfg: RunConfig, data: Data, model: nn.Module, state: dict, probs: dict,
-                   tta_probs: dict | None, world: int) -> dict:
+                   tta_probs: dict | None, world: int, ood: FeatureDistance) -> dict:
     metrics = _evaluate_and_write(out, cfg, data, probs)
     if tta_probs is not None:  # beside the plain figures, never instead of them
         metrics["tta"] = {"views": "8 dihedral (4 quarter turns, each also mirrored), probabilities averaged",
@@ -404,7 +439,9 @@ def _write_results(out: Path, cfg: RunConfig, data: Data, model: nn.Module, stat
         "synthetic_counts": data.generated.counts if data.generated else dict.fromkeys(CLASSES, 0),
         "excluded_images": len(data.excluded),
         "world_size": world,
+        "ood": ood.summary(),
     })
+    results.write_ood(out, ood.arrays())
     results.write_metrics(out, metrics)
     best = {"model": model.state_dict(), "config": cfg.to_dict(), "classes": list(CLASSES),
             "mean": list(model.pretrained_cfg["mean"]), "std": list(model.pretrained_cfg["std"]),

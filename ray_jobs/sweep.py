@@ -25,7 +25,7 @@ import torch
 from ray import tune
 
 from core import results
-from core.config import RunConfig
+from core.config import RunConfig, same_runs
 from core.data.check import cached_check, usable_metadata
 from core.data.dataset import load_dataset
 from core.data.metadata import DatasetError
@@ -99,10 +99,11 @@ def check_data(sweep: Sweep, run_configs: dict[str, RunConfig], record: dict | N
     ds = load_dataset(sweep.data_root)
     report = cached_check(ds, cfg.cache_dir)
     meta = usable_metadata(ds, report, cfg.skip_bad_images)
-    splits = lesion_split(meta, seed=sweep.split_seed, duplicates=cfg.duplicates_file)
+    splits = lesion_split(meta, seed=sweep.split_seed, val_frac=cfg.val_fraction, test_frac=cfg.test_fraction,
+                          duplicates=cfg.duplicates_file)
     facts = {"data_fingerprint": ds.fingerprint(), "synthetic_data": ds.synthetic,
              "excluded_images": len(report.excluded()), "split_sizes": splits["split"].value_counts().to_dict(),
-             "duplicates": None}
+             "duplicates": None, "same_run_as": same_runs(run_configs)}
     if cfg.duplicates_file:  # the links the pairs added, and the crossings they avoided
         facts["duplicates"] = {"file": cfg.duplicates_file,
                                **duplicates_report(meta, cfg.duplicates_file, splits, sweep.split_seed)}

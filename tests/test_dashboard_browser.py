@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from PIL import Image
+from skimage import data as skimage_data
 
 from tests.conftest import HAM
 from tests.sweep_fixture import make_sweep
@@ -197,7 +199,17 @@ def test_predict_an_upload_then_survive_a_text_file(page, demo_root, tmp_path):
     assert page.locator(".probabilities .tabulator-row").count() == 7
     assert page.get_by_text("P(mel) =").first.is_visible()
     assert page.locator(".probabilities .tabulator-col-title", has_text="calibrated (T = ").count() == 1
+    # Panel's Alert renders its Markdown inside the element's shadow root: find the text within it
+    page.locator(".synthetic-banner").get_by_text("SYNTHETIC training data.").wait_for()
     shot(page, "05_predict")
+
+    photo = tmp_path / "astronaut.png"  # a photograph of a person: nothing like the arm's training images
+    Image.fromarray(skimage_data.astronaut()).save(photo)
+    page.locator('.upload .filepond--item[data-filepond-item-state="processing-complete"]').wait_for()
+    upload.set_input_files(photo)
+    page.locator(".ood-warning").get_by_text("Out of distribution.").wait_for()
+    assert page.locator(".synthetic-banner").get_by_text("SYNTHETIC training data.").is_visible()
+    shot(page, "05b_predict_out_of_distribution")
 
     notes = tmp_path / "notes.txt"
     notes.write_text("not an image\n")
