@@ -14,6 +14,7 @@ from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score
 
 from core.labels import CLASSES, MEL, NUM_CLASSES
+from core.log import progress
 
 REPLICATES = 1000
 LEVEL = 0.95
@@ -32,7 +33,7 @@ def replicate_indices(lesion_ids, replicates: int, seed: int):
     """For each replicate, the image indices of a resample of the lesions (with replacement)."""
     groups = lesion_groups(lesion_ids)
     rng = np.random.default_rng(seed)
-    for _ in range(replicates):
+    for _ in progress(range(replicates), desc="bootstrap", unit="replicate"):
         yield np.concatenate([groups[g] for g in rng.integers(0, len(groups), len(groups))])
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from core import io, results
 from core.bootstrap import REPLICATES, paired_comparison
+from core.log import add_verbosity_flags, setup_logging
 from core.metrics import read_predictions
 
 
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--replicates", type=int, default=REPLICATES)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="write the comparison as JSON here")
-    args = p.parse_args(argv)
+    args = add_verbosity_flags(p).parse_args(argv)
+    setup_logging(args)
     try:
         result = compare_runs(args.run_a, args.run_b, args.replicates, args.seed)
     except (OSError, ValueError, KeyError) as e:

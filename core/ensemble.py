@@ -18,6 +18,7 @@ import pandas as pd
 
 from core import results
 from core.data.metadata import DatasetError, find_metadata, read_metadata
+from core.log import add_verbosity_flags, setup_logging
 from core.metrics import evaluate_run, predictions_frame, read_predictions
 
 SPLITS = ("val", "test")
@@ -89,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweep", type=Path, required=True, help="RESULTS/SWEEP, a finished (or partly finished) sweep")
     p.add_argument("--arms", nargs="+", required=True, help="two or more finished arms")
     p.add_argument("--name", help="the ensemble's folder name (default ensemble_<arm>+<arm>...)")
-    args = p.parse_args(argv)
+    args = add_verbosity_flags(p).parse_args(argv)
+    setup_logging(args)
     try:
         out = build_ensemble(args.sweep, args.arms, args.name)
     except (OSError, ValueError) as e:

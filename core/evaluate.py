@@ -25,6 +25,7 @@ from core.external import (
     load_external,
     sweep_runs,
 )
+from core.log import add_verbosity_flags, setup_logging
 from core.predict import load_run
 
 
@@ -40,12 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tta", action="store_true",
                         help="also predict with 8-view flip/rot90 test-time augmentation (reported beside)")
     parser.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per batch (default 64)")
-    return parser
+    return add_verbosity_flags(parser)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    setup_logging(args)
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -26,7 +27,10 @@ from core.data.dataset import load_dataset
 from core.data.images import load_rgb
 from core.gradcam import cam_mass_inside, compute_cams
 from core.labels import CLASS_INDEX, CLASSES, MEL, PROB_COLUMNS
+from core.log import add_verbosity_flags, progress, setup_logging
 from core.predict import gradcam_overlay, load_run
+
+log = logging.getLogger(__name__)
 
 MASKS = "masks"
 
@@ -60,7 +64,8 @@ def cam_mass_on_lesions(trained, data_root: str | Path, predictions: pd.DataFram
         return None
     images = load_dataset(data_root).images
     rows = []
-    for start in range(0, len(ids), 16):  # batches: Grad-CAM keeps every activation for the backward pass
+    # Batches of 16: Grad-CAM keeps every activation for the backward pass.
+    for start in progress(range(0, len(ids), 16), desc="CAM mass", unit="batch"):
         batch = ids[start:start + 16]
         cams = compute_cams(trained.model, trained.inputs([load_rgb(images[i]) for i in batch]))
         for image_id, cam in zip(batch, cams):
@@ -94,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--missed-mel", action="store_true", help="only melanomas predicted as something else")
     parser.add_argument("--limit", type=int, default=50, help="at most this many images")
     parser.add_argument("--cam-mass", action="store_true", help="print the CAM mass inside the lesion masks instead")
-    args = parser.parse_args(argv)
+    args = add_verbosity_flags(parser).parse_args(argv)
+    setup_logging(args)
     if args.out is None and not args.cam_mass:
         parser.error("--out is required (or --cam-mass)")
 
@@ -120,13 +126,13 @@ def main(argv: list[str] | None = None) -> int:
               "pass the data root the run was trained on", file=sys.stderr)
         return 2
     written = []
-    for row in cases.itertuples():
+    for row in progress(cases.itertuples(), desc="Grad-CAM", total=len(cases), unit="img"):
         path = args.out / f"{row.image_id}_{row.dx}_as_{row.predicted}.png"
         strip = explain_image(trained, load_rgb(images[row.image_id]), row.predicted)
         io.atomic_write(path, lambda tmp: Image.fromarray(strip).save(tmp, format="PNG"))
         written.append({"image_id": row.image_id, "dx": row.dx, "predicted": row.predicted, "file": path.name})
     io.write_csv(args.out / "index.csv", pd.DataFrame(written, columns=["image_id", "dx", "predicted", "file"]))
-    print(f"wrote {len(written)} Grad-CAM overlays to {args.out}")
+    log.info("wrote %d Grad-CAM overlays to %s", len(written), args.out)
     return 0
 
 

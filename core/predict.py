@@ -27,6 +27,7 @@ from core.data.images import ImageError, ImageRef, load_rgb
 from core.data.transforms import eval_transform, stored_side
 from core.gradcam import compute_cams, overlay
 from core.labels import CLASS_INDEX, CLASSES, MEL
+from core.log import add_verbosity_flags, setup_logging
 from core.model import build_model
 from core.ood import FeatureDistance, pooled_features
 
@@ -155,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("images", nargs="+", type=Path)
     parser.add_argument("--gradcam", type=Path, metavar="OUT_DIR", help="also write Grad-CAM overlays here")
     parser.add_argument("--cam-class", choices=CLASSES, help="class to explain (default: the predicted one)")
-    args = parser.parse_args(argv)
+    args = add_verbosity_flags(parser).parse_args(argv)
+    setup_logging(args)
     try:
         trained = load_run(args.run)
     except (FileNotFoundError, ValueError) as e:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import sys
 import time
@@ -27,7 +28,6 @@ from timm.utils import ModelEmaV3
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm import tqdm
 
 from core import devices, io, results, tracking
 from core.calibration import nll
@@ -44,6 +44,7 @@ from core.data.metadata import DatasetError
 from core.data.split import attach_split, lesion_split
 from core.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, stored_side, train_transform
 from core.labels import CLASS_INDEX, CLASSES, NUM_CLASSES
+from core.log import add_verbosity_flags, progress, setup_logging
 from core.losses import build_loss, class_weights
 from core.metrics import classification_metrics, evaluate_run, predictions_frame, selection_key
 from core.model import build_model
@@ -51,6 +52,7 @@ from core.ood import FeatureDistance, fit_feature_distance, pooled_features
 from core.optim import build_optimizer, build_scheduler
 from core.sampling import DistributedWeightedSampler
 
+log = logging.getLogger(__name__)
 EpochHook = Callable[[int, dict, dict], None]  # (epoch, history row, checkpoint state)
 
 
@@ -113,7 +115,7 @@ def build_image_caches(configs: list[RunConfig], data_root: str | Path, splits_f
     """
     by_side = {stored_side(c.image_size, c.random_resized_crop): c for c in configs if c.cache}
     for side, cfg in sorted(by_side.items()):
-        print(f"image cache at {side}px", flush=True)
+        log.info("image cache at %spx", side)
         prepare_data(dataclasses.replace(cfg, splits_file=str(splits_file), synthetic="none"), data_root,
                      IMAGENET_MEAN, IMAGENET_STD)
 
@@ -189,8 +191,8 @@ def train_one_epoch(model, loader, criterion, optimizer, scheduler, scaler, devi
     model.train()
     # The loss sum stays on the device: reading it every step would sync CUDA every step.
     total_loss, seen, start = torch.zeros((), device=device, dtype=torch.float64), 0, time.perf_counter()
-    progress = tqdm(loader, desc=desc, leave=False, disable=rank_and_world()[0] != 0 or None)
-    clock = WaitClock(progress)
+    bar = progress(loader, desc=desc, unit="batch", disable=rank_and_world()[0] != 0)
+    clock = WaitClock(bar)
     for step, (images, labels, _) in enumerate(clock):
         images = images.to(device, non_blocking=True, memory_format=memory_format)
         labels = targets = labels.to(device, non_blocking=True)
@@ -211,7 +213,7 @@ def train_one_epoch(model, loader, criterion, optimizer, scheduler, scaler, devi
         total_loss += loss.detach() * len(labels)
         seen += len(labels)
         if step % 20 == 0:
-            progress.set_postfix(loss=f"{total_loss.item() / seen:.3f}")
+            bar.set_postfix(loss=f"{total_loss.item() / seen:.3f}")
     stats = torch.tensor([total_loss.item(), seen, time.perf_counter() - start], dtype=torch.float64)
     if rank_and_world()[1] > 1:
         totals = stats[:2].to(device)  # NCCL reduces device tensors only
@@ -256,7 +258,7 @@ def _over_dataset(outputs: Callable[[torch.Tensor], torch.Tensor], loader, devic
     by item index, so the result has exactly len(dataset) rows.
     """
     indices, rows = [], []
-    for images, _, index in loader:
+    for images, _, index in progress(loader, desc=desc, unit="batch", disable=rank_and_world()[0] != 0):
         images = images.to(device, non_blocking=True, memory_format=memory_format)
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             rows.append(outputs(images).cpu())
@@ -375,7 +377,7 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
             results.write_history(out, state["history"])
             if on_epoch_end is None:
                 io.atomic_write(out / results.RESUME, lambda tmp: torch.save(checkpoint, tmp))
-            print(_epoch_line(row, cfg.select_on), flush=True)
+            log.info(_epoch_line(row, cfg.select_on))
             if track is not None:
                 track(row)
         if on_epoch_end is not None:
@@ -468,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="log the run to tensorboard | mlflow | wandb (repeatable; core/tracking.py)")
     parser.add_argument("--tracking-uri", help="MLflow's tracking URI (default $MLFLOW_TRACKING_URI, else "
                                                "mlflow.db and mlruns/ in the current folder)")
-    return parser
+    return add_verbosity_flags(parser)
 
 
 def init_torchrun(cfg: RunConfig) -> torch.device | None:
@@ -487,6 +489,7 @@ def init_torchrun(cfg: RunConfig) -> torch.device | None:
 def main(argv: list[str] | None = None) -> int:
     """One process, or one rank under `torchrun --nproc-per-node N -m core.train ...` (rank 0 writes)."""
     args = build_parser().parse_args(argv)
+    setup_logging(args)
     overrides = list(args.set) + (["skip_bad_images=true"] if args.skip_bad_images else [])
     try:
         cfg = load_config(args.config, args.profile, overrides)
@@ -494,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         resume = None
         if args.resume and (args.out / results.RESUME).exists():
             resume = load_checkpoint(args.out / results.RESUME)
-            print(f"resuming {args.out} after epoch {resume['epoch']}")
+            log.info("resuming %s after epoch %s", args.out, resume["epoch"])
         device = init_torchrun(cfg)
         metrics, trackers = None, None
         try:

@@ -1,6 +1,7 @@
 """augment=device: per-image parameters, the CPU pipeline's ranges, and the samplers' exact batches."""
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -196,14 +197,15 @@ def test_device_batches_draw_exactly_the_dataloaders_indices(kind, rank):
     assert labels.tolist() == data.labels[index.numpy()].tolist()
 
 
-def test_the_host_memory_fallback_gives_the_same_batches(monkeypatch, capsys):
+def test_the_host_memory_fallback_gives_the_same_batches(monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger=device_batches.__name__)
     data = dataset()
     sampler = DistributedSampler(data, 1, 0, shuffle=True, seed=0)
     resident = device_loaders([(data, sampler, True, lambda x: x)], 16, torch.device("cpu"))[0]
-    assert "held in cpu memory" in capsys.readouterr().out
+    assert "held in cpu memory" in caplog.text
     monkeypatch.setattr(device_batches, "fits_on_device", lambda nbytes, device: (False, "0.0 GiB free"))
     fallback = device_loaders([(data, sampler, True, lambda x: x)], 16, torch.device("cpu"))[0]
-    assert "held in host memory, each batch pinned and copied" in capsys.readouterr().out
+    assert "held in host memory, each batch pinned and copied" in caplog.text
     assert not fallback.store.resident
     for (a, la, ia), (b, lb, ib) in zip(resident, fallback):
         assert torch.equal(a, b) and torch.equal(la, lb) and torch.equal(ia, ib)

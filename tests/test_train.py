@@ -141,7 +141,8 @@ def tracked_resume(demo_root, tmp_path_factory):
     out, uri = tmp / "run", f"sqlite:///{tmp / 'mlflow.db'}"
     torch.save(interrupted_after(1, smoke(epochs=2), demo_root, out), out / "last.pt")
     trackers = [arg for tracker in TRACKERS for arg in ("--tracker", tracker)]
-    with pytest.MonkeyPatch.context() as env, contextlib.redirect_stdout(io.StringIO()) as printed:
+    with pytest.MonkeyPatch.context() as env, contextlib.redirect_stdout(io.StringIO()) as printed, \
+            contextlib.redirect_stderr(printed):  # the result on stdout, the progress messages on stderr
         env.setenv("WANDB_MODE", "offline")
         env.setenv("WANDB_CONSOLE", "off")  # W&B would otherwise capture the process's output
         env.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
@@ -153,7 +154,7 @@ def tracked_resume(demo_root, tmp_path_factory):
 
 def test_cli_resume_continues_from_last_checkpoint(tracked_resume):
     out, _, printed = tracked_resume
-    assert "resuming" in printed
+    assert "resuming" in printed and "epoch 2: train_loss" in printed  # the default level: progress messages
     assert list(pd.read_csv(out / "history.csv")["epoch"]) == [1, 2]
     assert not (out / "last.pt").exists()
 
@@ -246,7 +247,10 @@ def test_bad_dataset_is_refused_unless_skipping(demo_root, tmp_path, capsys):
     err = capsys.readouterr().err
     assert victim.stem in err and "--skip-bad-images" in err
     assert not (tmp_path / "run" / "metrics.json").exists()
-    assert train_cli(args + ["--skip-bad-images"]) == 0
+    assert train_cli(args + ["--skip-bad-images", "-q"]) == 0
+    quiet = capsys.readouterr()  # -q: the result line alone, no epoch or cache lines
+    assert len(quiet.out.splitlines()) == 1 and quiet.out.startswith("baseline: test acc"), quiet.out
+    assert "epoch" not in quiet.err and "image cache" not in quiet.err, quiet.err
     excluded = pd.read_csv(tmp_path / "run" / "excluded.csv")
     assert list(excluded["image_id"]) == [victim.stem]
     assert victim.stem not in set(pd.read_csv(tmp_path / "run" / "splits.csv")["image_id"])

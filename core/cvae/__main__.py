@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -18,6 +19,9 @@ from core.data.split import lesion_split
 from core.devices import resolve_device
 from core.io import atomic_write
 from core.labels import CLASS_INDEX, CLASSES
+from core.log import add_verbosity_flags, setup_logging
+
+log = logging.getLogger(__name__)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -27,9 +31,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     ds = load_dataset(args.data_root)
     splits = pd.read_csv(args.splits, dtype=str) if args.splits else lesion_split(ds.metadata, seed=args.split_seed)
     rows = training_rows(splits)
-    print(f"training a cVAE on the {len(rows)} training-split images of {args.data_root}")
+    log.info("training a cVAE on the %d training-split images of %s", len(rows), args.data_root)
     path = train_and_save(ds, rows, cvae_config(cfg), args.out, resolve_device(cfg.device), cfg.amp)
-    print(f"wrote {path}, cvae_history.csv, cvae_losses.png and cvae_samples.png")
+    log.info("wrote %s, cvae_history.csv, cvae_losses.png and cvae_samples.png", path)
     return 0
 
 
@@ -41,7 +45,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     images = generate(model, np.full(args.n, CLASS_INDEX[args.cls]), side, seed=args.seed)
     for i, image in enumerate(images):
         atomic_write(args.out / f"{args.cls}_{i:04d}.png", lambda tmp, a=image: Image.fromarray(a).save(tmp, "PNG"))
-    print(f"wrote {args.n} generated {args.cls} images ({side} px) to {args.out}")
+    log.info("wrote %d generated %s images (%d px) to %s", args.n, args.cls, side, args.out)
     return 0
 
 
@@ -71,11 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--device", default="auto")
     sample.set_defaults(run=cmd_sample)
+    for command in (train, sample):
+        add_verbosity_flags(command)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    setup_logging(args)
     try:
         return args.run(args)
     except (ConfigError, DatasetError) as e:

@@ -1,15 +1,18 @@
 """Train a cVAE on uint8 training images: the ELBO, KL warm-up, AdamW, AMP on CUDA."""
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from core.cvae.model import CVAE, CVAEConfig, elbo_terms
 from core.devices import amp_dtype
+from core.log import progress
+
+log = logging.getLogger(__name__)
 
 
 def train_cvae(images: np.ndarray, labels: np.ndarray, cfg: CVAEConfig, device: torch.device,
@@ -37,7 +40,7 @@ def train_cvae(images: np.ndarray, labels: np.ndarray, cfg: CVAEConfig, device: 
         start, sums = time.perf_counter(), np.zeros(4)
         order = torch.randperm(len(x_all), device=device)
         batches = order[: steps_per_epoch * cfg.batch_size].view(steps_per_epoch, -1)
-        for index in tqdm(batches, desc=f"cVAE epoch {epoch}/{cfg.epochs}", leave=False, disable=None):
+        for index in progress(batches, desc=f"cVAE epoch {epoch}/{cfg.epochs}", unit="batch"):
             x = x_all[index].permute(0, 3, 1, 2).float().div_(255)
             x = _random_flips(x)
             beta = cfg.beta * min(1.0, step / warmup_steps) if warmup_steps else cfg.beta
@@ -54,8 +57,8 @@ def train_cvae(images: np.ndarray, labels: np.ndarray, cfg: CVAEConfig, device: 
         recon_mean, kl_mean, loss_mean, beta_mean = sums / steps_per_epoch
         rows.append({"epoch": epoch, "recon": recon_mean, "kl": kl_mean, "beta": beta_mean, "loss": loss_mean,
                      "neg_elbo": recon_mean + kl_mean, "seconds": time.perf_counter() - start})
-        print(f"cVAE epoch {epoch}: recon {recon_mean:.1f} kl {kl_mean:.1f} beta {beta_mean:.2f} "
-              f"({rows[-1]['seconds']:.1f}s)", flush=True)
+        log.info("cVAE epoch %d: recon %.1f kl %.1f beta %.2f (%.1fs)", epoch, recon_mean, kl_mean, beta_mean,
+                 rows[-1]["seconds"])
     return model.eval(), pd.DataFrame(rows)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -33,6 +34,8 @@ from core.data.cache import build_cache, default_cache_dir
 from core.data.dataset import Ham10000, load_dataset
 from core.devices import resolve_device
 from core.labels import CLASS_INDEX, CLASSES
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from core.config import RunConfig
@@ -70,9 +73,9 @@ def ensure_cvae(cfg: RunConfig, data_root: str | Path | Ham10000, splits: pd.Dat
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     final = cache_dir / "cvae" / cvae_key(ds.fingerprint(), list(rows["image_id"]), ccfg)
     if (final / MODEL_FILE).exists():
-        print(f"cVAE: reusing {final}", flush=True)
+        log.info("cVAE: reusing %s", final)
         return final / MODEL_FILE
-    print(f"cVAE: training on {len(rows)} training images -> {final}", flush=True)
+    log.info("cVAE: training on %d training images -> %s", len(rows), final)
     # Train into a private folder and rename it into place: a crash or a concurrent
     # trainer never leaves a half-written model under the final name.
     io.remove_stale(final.parent)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import resource
 import sys
 import time
@@ -18,11 +19,14 @@ from core.data.metadata import DatasetError, read_metadata
 from core.data.split import duplicates_report, lesion_split, split_summary
 from core.data.stats import write_stats
 from core.io import write_csv
+from core.log import add_verbosity_flags, setup_logging
+
+log = logging.getLogger(__name__)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     frame = make_demo_dataset(args.out, n=args.n, seed=args.seed, masks=args.masks)
-    print(f"wrote {len(frame)} SYNTHETIC images ({frame['lesion_id'].nunique()} lesions) to {args.out}")
+    log.info("wrote %d SYNTHETIC images (%d lesions) to %s", len(frame), frame["lesion_id"].nunique(), args.out)
     return 0
 
 
@@ -52,7 +56,7 @@ def cmd_split(args: argparse.Namespace) -> int:
         print(f"duplicates: {report['pairs']} pair(s) in this dataset, {report['links_applied']} extra link(s) "
               f"applied; {report['crossing_without']} pair(s) would otherwise have crossed splits, "
               f"{report['crossing_with']} do now")
-    print(f"wrote {args.out}")
+    log.info("wrote %s", args.out)
     return 0
 
 
@@ -64,7 +68,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
     stats = write_stats(ds.metadata, args.out, load_image)
     print(json.dumps({k: stats[k] for k in ("rows", "lesions", "class_counts", "synthetic")}, indent=2))
-    print(f"wrote figures and stats.json to {args.out}")
+    log.info("wrote figures and stats.json to %s", args.out)
     return 0
 
 
@@ -95,7 +99,7 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
     print(f"{len(pairs)} pair(s) {kind} at similarity >= {threshold}")
     print(f"{images} images in {seconds:.0f} s; peak memory {peak[resource.RUSAGE_SELF]:.0f} MiB "
           f"(loader worker {peak[resource.RUSAGE_CHILDREN]:.0f} MiB)")
-    print(f"wrote {args.out} and the review sheet {sheet}")
+    log.info("wrote %s and the review sheet %s", args.out, sheet)
     return 0
 
 
@@ -149,11 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("download", help="HAM10000 and the ISIC 2018 Task 3 test set from the Harvard Dataverse")
     download.add_arguments(p)
     p.set_defaults(run=download.run)
+    for command in sub.choices.values():
+        add_verbosity_flags(command)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    setup_logging(args)
     try:
         return args.run(args)
     except (DatasetError, ImageError) as e:

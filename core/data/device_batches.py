@@ -7,6 +7,7 @@ measured free memory, else in host memory, each batch pinned and copied without 
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -15,6 +16,8 @@ from torch.utils.data import BatchSampler, Sampler
 
 from core.data.cache import ImageCache
 from core.data.lesions import LesionDataset
+
+log = logging.getLogger(__name__)
 
 DEVICE_SHARE = 0.5  # of the free device memory the images of one run may take; the rest is for the model
 
@@ -83,7 +86,7 @@ def device_loaders(parts: Sequence[tuple], batch_size: int, device: torch.device
     nbytes = sum(a.nbytes for a in arrays)
     resident, measured = fits_on_device(nbytes, device)
     where = f"{device} memory" if resident else "host memory, each batch pinned and copied"
-    print(f"augment=device: {sum(map(len, arrays))} images ({nbytes / 2**30:.2f} GiB) held in {where} "
-          f"({measured})", flush=True)
+    log.info("augment=device: %d images (%.2f GiB) held in %s (%s)", sum(map(len, arrays)), nbytes / 2**30, where,
+             measured)
     return [DeviceBatches(dataset, ImageStore(array, device, resident), sampler, batch_size, drop_last, transform)
             for (dataset, sampler, drop_last, transform), array in zip(parts, arrays)]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 import mimetypes
 import os
 import sys
@@ -26,6 +27,10 @@ from requests.adapters import HTTPAdapter
 from tqdm import tqdm
 from urllib3.exceptions import MaxRetryError, ProtocolError
 from urllib3.util.retry import Retry
+
+from core.log import add_verbosity_flags, bars_on, setup_logging
+
+log = logging.getLogger(__name__)
 
 DATAVERSE_SERVER = "https://dataverse.harvard.edu"
 HAM10000_DOI = "doi:10.7910/DVN/DBW86T"
@@ -120,9 +125,9 @@ def download_file(session: requests.Session, server: str, remote: RemoteFile, de
     target = dest / remote.name
     if target.is_file():
         if _verify_problem(target, remote) is None:
-            print(f"{remote.name}: already downloaded and verified", file=sys.stderr)
+            log.info("%s: already downloaded and verified", remote.name)
             return target
-        print(f"{remote.name}: the copy on disk does not match the record; downloading it again", file=sys.stderr)
+        log.warning("%s: the copy on disk does not match the record; downloading it again", remote.name)
     part = dest / f"{remote.name}.part"
     if part.is_file() and remote.size is not None and part.stat().st_size > remote.size:
         part.unlink()  # longer than the file can be: not a prefix of it
@@ -168,7 +173,7 @@ def _fetch(session: requests.Session, url: str, remote: RemoteFile, part: Path, 
             f"the download of {remote.name} broke off after {received:,} bytes ({broke}), "
             f"{len(retry.history) + 1} times in a row; {resume}"
         ) from None
-    print(f"{remote.name}: the connection broke off after {received:,} bytes; resuming", file=sys.stderr)
+    log.warning("%s: the connection broke off after %s bytes; resuming", remote.name, f"{received:,}")
     retry.sleep()
     return _fetch(session, url, remote, part, retry)
 
@@ -182,7 +187,7 @@ def _resumes_at(response: requests.Response, offset: int) -> bool:
 def _progress(remote: RemoteFile, offset: int) -> tqdm:
     return tqdm(
         total=remote.size, initial=offset, desc=remote.name, unit="B", unit_scale=True, unit_divisor=1024,
-        disable=None,  # no bar when stderr is not a terminal
+        disable=None if bars_on() else True,  # None: no bar when stderr is not a terminal
     )
 
 
@@ -240,7 +245,7 @@ def unpack_zip(path: Path) -> Path:
                 raise DermablateDownloadError(
                     f"{path.name} holds a member that would be written outside {out}: {member!r}; refusing to unpack it"
                 )
-        print(f"{path.name}: unpacking into {out}", file=sys.stderr)
+        log.info("%s: unpacking into %s", path.name, out)
         archive.extractall(out)
     marker.write_text(f"unpacked from {path.name}\n")
     return out
@@ -356,14 +361,16 @@ def run(args: argparse.Namespace) -> int:
     except DermablateDownloadError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"done: {len(paths)} file(s) in {args.dest}", file=sys.stderr)
+    log.info("done: %d file(s) in %s", len(paths), args.dest)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.data download", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    add_arguments(add_verbosity_flags(parser))
+    args = parser.parse_args(argv)
+    setup_logging(args)
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from core.data.cache import DecodedImages, cache_key, default_cache_dir
 from core.data.dataset import Ham10000, load_dataset
@@ -28,6 +27,7 @@ from core.data.images import load_rgb
 from core.data.pairs import PAIR_COLUMNS
 from core.external import GROUND_TRUTH_NAMES, load_external
 from core.io import atomic_write
+from core.log import progress
 from core.model import build_model
 
 BACKBONE = "tf_efficientnet_lite0"  # the one with offline weights (pretrained='pypi') and the cheapest
@@ -65,7 +65,7 @@ def embed_images(ds: Ham10000, ids: list[str], side: int = DEFAULT_SIDE,
     loader = DataLoader(DecodedImages([ds.images[i] for i in ids], side), batch_size=BATCH, num_workers=1)
     parts = []
     with torch.inference_mode():
-        for batch in tqdm(loader, desc=f"embed {side}px", unit="batch", disable=None, leave=False):
+        for batch in progress(loader, desc=f"embed {side}px", unit="batch"):
             x = (batch.permute(0, 3, 1, 2).float() / 255 - mean) / std
             parts.append(torch.nn.functional.normalize(model(x), dim=1).numpy())
     embeddings = np.concatenate(parts) if parts else np.zeros((0, model.num_features), np.float32)

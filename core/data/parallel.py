@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
 
-from tqdm import tqdm
+from core.log import progress
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -23,9 +23,9 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T], desc: str, workers: i
     """`[fn(x) for x in items]`, in order, spread over processes when there is enough work."""
     workers = workers or min(usable_cpus(), 8)
     chunksize = max(1, len(items) // (workers * 16))
-    progress = dict(total=len(items), desc=desc, unit="img", disable=None, leave=False)
+    bar = dict(total=len(items), desc=desc, unit="img")
     if workers <= 1 or len(items) < 64:
-        return list(tqdm(map(fn, items), **progress))
+        return list(progress(map(fn, items), **bar))
     with ProcessPoolExecutor(workers) as pool:
         results: Iterable[R] = pool.map(fn, items, chunksize=chunksize)
-        return list(tqdm(results, **progress))
+        return list(progress(results, **bar))
