@@ -2,13 +2,18 @@
 model's own feature space.
 
 Fitted at the end of training on the selected weights (`fit_feature_distance`):
-- the pooled pre-logit features of the training images (evaluation transform, no
-  augmentation), scaled to unit length, get one shared covariance, probabilistic PCA's: the top principal
-  components with their variances, and one variance for every other direction (sklearn's
-  `noise_variance_`), so that a feature off the training images' subspace counts too;
+- each image's features (`ood_features`) are the model's pooled pre-logit features and,
+  for every stage of the backbone, its channels' spatial mean and standard deviation,
+  each block scaled to unit length: the last layer says what the model sees, the early
+  stages how the image looks (colour, texture, sharpness), as in Lee et al.'s (NeurIPS
+  2018) ensemble over layers. On the demo's baseline arm (64 px) the pre-logit features
+  alone flag 24% of real HAM10000 thumbnails; with the stages, all of them;
+- the training images' features (evaluation transform, no augmentation) get one shared
+  covariance, probabilistic PCA's: the top principal components with their variances,
+  and one variance for every other direction (sklearn's `noise_variance_`), so that a
+  feature off the training images' subspace counts too;
 - an image's score is its Mahalanobis distance under that covariance to the nearest class
-  mean (Lee et al., NeurIPS 2018, without input noise). Unit length first: on a model trained
-  on the demo data it flags 21 of 21 real HAM10000 photographs where raw features flag 7;
+  mean (Lee et al., without input noise);
 - the threshold is the 95th percentile of the validation images' scores, so about 5% of
   in-distribution images are flagged; the rate measured on the test images, which chose
   nothing, is stored beside it as the false-alarm rate.
@@ -30,7 +35,7 @@ VAL_QUANTILE = 0.95
 
 @dataclass
 class FeatureDistance:
-    class_means: np.ndarray  # (C, D) each class's mean training feature (features scaled to unit length)
+    class_means: np.ndarray  # (C, D) each class's mean training feature
     components: np.ndarray  # (K, D) the training features' top principal axes (orthonormal rows)
     variances: np.ndarray  # (K,) the variance along each
     noise_variance: float  # the mean variance of every other direction
@@ -39,7 +44,7 @@ class FeatureDistance:
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """(N, D) features -> (N,) Mahalanobis distance to the nearest class mean."""
-        x = unit_length(features)
+        x = np.asarray(features, dtype=np.float64)
         best = np.full(len(x), np.inf)
         for mean in self.class_means:
             centred = x - mean
@@ -51,8 +56,9 @@ class FeatureDistance:
 
     def summary(self) -> dict:
         """What metrics.json records (the arrays stay in ood.npz)."""
-        return {"statistic": "Mahalanobis distance of the unit-length pooled pre-logit features to the nearest "
-                             "class mean, under the training features' probabilistic-PCA covariance",
+        return {"statistic": "Mahalanobis distance to the nearest class mean of the pooled pre-logit features "
+                             "and every stage's channel means and deviations (unit-length blocks), under the "
+                             "training features' probabilistic-PCA covariance",
                 "components": int(len(self.components)), "threshold": round(self.threshold, 4),
                 "threshold_rule": f"{VAL_QUANTILE:.0%} quantile of the validation images' scores",
                 "test_false_alarm_rate": round(self.test_false_alarm_rate, 4)}
@@ -73,7 +79,6 @@ class FeatureDistance:
 def fit_feature_distance(train: np.ndarray, train_labels: np.ndarray, val: np.ndarray,
                          test: np.ndarray) -> FeatureDistance:
     """Fit on the training features, set the threshold on validation, measure false alarms on test."""
-    train = unit_length(train)
     class_means = np.stack([train[train_labels == c].mean(0) for c in range(NUM_CLASSES)])
     within = train - class_means[train_labels]  # one covariance shared by the classes
     k = min(COMPONENTS, train.shape[1] - 1, len(train) - NUM_CLASSES)
@@ -85,11 +90,20 @@ def fit_feature_distance(train: np.ndarray, train_labels: np.ndarray, val: np.nd
     return distance
 
 
-def unit_length(features: np.ndarray) -> np.ndarray:
-    x = np.asarray(features, dtype=np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+def unit_length(features: torch.Tensor) -> torch.Tensor:
+    return features / features.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
-def pooled_features(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """A timm classifier's pooled pre-logit features (what its last linear layer sees)."""
-    return model.forward_head(model.forward_features(images), pre_logits=True)
+def ood_features(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """(B, D) per image: the pooled pre-logit features, then each backbone stage's channel means
+    and standard deviations over the image (timm's `feature_info` stages), each block at unit length."""
+    stages = [model.get_submodule(info["module"]) for info in getattr(model, "feature_info", [])]
+    maps = []
+    hooks = [stage.register_forward_hook(lambda module, args, out: maps.append(out)) for stage in stages]
+    try:
+        pre_logits = model.forward_head(model.forward_features(images), pre_logits=True)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    blocks = [pre_logits] + [m.float().mean((2, 3)) for m in maps] + [m.float().std((2, 3), correction=0) for m in maps]
+    return torch.cat([unit_length(b.float()) for b in blocks], dim=1)

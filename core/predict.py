@@ -29,7 +29,7 @@ from core.gradcam import compute_cams, overlay
 from core.labels import CLASS_INDEX, CLASSES, MEL
 from core.log import add_verbosity_flags, setup_logging
 from core.model import build_model
-from core.ood import FeatureDistance, pooled_features
+from core.ood import FeatureDistance, ood_features
 
 
 @dataclass
@@ -91,7 +91,7 @@ def out_of_distribution(trained: TrainedModel, images: list[Image.Image]) -> lis
     threshold that flags 5% of validation images (None for a run without ood.npz)."""
     if trained.ood is None:
         return None
-    scores = trained.ood.score(pooled_features(trained.model, trained.inputs(images)).numpy())
+    scores = trained.ood.score(ood_features(trained.model, trained.inputs(images)).numpy())
     return [{"score": round(float(s), 3), "threshold": round(trained.ood.threshold, 3),
              "flagged": bool(s > trained.ood.threshold),
              "test_false_alarm_rate": round(trained.ood.test_false_alarm_rate, 4)} for s in scores]

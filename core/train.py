@@ -48,7 +48,7 @@ from core.log import add_verbosity_flags, progress, setup_logging
 from core.losses import build_loss, class_weights
 from core.metrics import classification_metrics, evaluate_run, predictions_frame, selection_key
 from core.model import build_model
-from core.ood import FeatureDistance, fit_feature_distance, pooled_features
+from core.ood import FeatureDistance, fit_feature_distance, ood_features
 from core.optim import build_optimizer, build_scheduler
 from core.sampling import DistributedWeightedSampler
 
@@ -244,9 +244,9 @@ def predict(model, loader, device, amp_dtype, memory_format=torch.contiguous_for
 
 @torch.no_grad()
 def embed(model, loader, device, amp_dtype, memory_format=torch.contiguous_format) -> np.ndarray:
-    """Pooled pre-logit features (N, D) of every item, in dataset order (the OOD statistic's input)."""
+    """The OOD statistic's features (N, D) of every item (core/ood.py), in dataset order."""
     model.eval()
-    return _over_dataset(lambda images: pooled_features(model, images).float(), loader, device, amp_dtype,
+    return _over_dataset(lambda images: ood_features(model, images), loader, device, amp_dtype,
                          memory_format, "embed")
 
 

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import timm
+import torch
 
 from core import results
 from core.labels import NUM_CLASSES
-from core.ood import VAL_QUANTILE, FeatureDistance, fit_feature_distance
+from core.ood import VAL_QUANTILE, FeatureDistance, fit_feature_distance, ood_features
 
 D = 48
 
@@ -42,14 +44,29 @@ def test_images_from_elsewhere_are_flagged(fitted):
 
 
 def test_the_score_by_hand():
-    """Unit length, then the Mahalanobis distance to the nearest class mean: the variance along
-    the kept axis, the noise variance off it."""
+    """The Mahalanobis distance to the nearest class mean: the variance along the kept axis,
+    the noise variance off it."""
     distance = FeatureDistance(class_means=np.array([[1.0, 0, 0], [0, 0, -1.0]]), components=np.array([[1.0, 0, 0]]),
                                variances=np.array([0.25]), noise_variance=1.0, threshold=0.5,
                                test_false_alarm_rate=0.05)
-    along, off = 1 - np.sqrt(0.5), np.sqrt(0.5)  # [1, 1, 0] at unit length, less the first mean
-    expected = np.sqrt(along**2 / 0.25 + off**2 / 1.0)
-    assert distance.score(np.array([[2.0, 0, 0], [1.0, 1.0, 0], [0, 0, -5.0]])) == pytest.approx([0, expected, 0])
+    # [1.5, 0, 0]: 0.5 along the axis (sd 0.5) -> 1; [1, 1, 0]: 1 off it (sd 1) -> 1; the
+    # second class mean is farther from both.
+    assert distance.score(np.array([[1.0, 0, 0], [1.5, 0, 0], [1.0, 1.0, 0], [0, 0, -1.0]])) == pytest.approx(
+        [0, 1, 1, 0])
+
+
+def test_the_features_are_the_pre_logits_and_every_stages_statistics_at_unit_length():
+    model = timm.create_model("test_efficientnet", pretrained=False, num_classes=NUM_CLASSES).eval()
+    images = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))  # every map 2x2 or more
+    with torch.no_grad():
+        features = ood_features(model, images)
+        pre_logits = model.forward_head(model.forward_features(images), pre_logits=True)
+    widths = [pre_logits.shape[1]] + [info["num_chs"] for info in model.feature_info] * 2
+    assert features.shape == (3, sum(widths))
+    blocks = torch.split(features, widths, dim=1)
+    assert all(torch.allclose(b.norm(dim=1), torch.ones(3)) for b in blocks)
+    assert torch.allclose(blocks[0], pre_logits / pre_logits.norm(dim=1, keepdim=True))
+    assert not any(m._forward_hooks for m in model.modules())
 
 
 def test_the_statistic_round_trips_through_ood_npz_as_plain_arrays(fitted, tmp_path):
