@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import panel as pn
 
+from core.log import add_verbosity_flags, setup_logging
 from dashboards.app import build_parser, create_app
 
 
@@ -11,7 +12,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=5006)
     parser.add_argument("--address", default="127.0.0.1", help="interface to listen on (default: this machine only)")
     parser.add_argument("--show", action="store_true", help="open a browser tab")
-    args = parser.parse_args(argv)
+    args = add_verbosity_flags(parser).parse_args(argv)
+    setup_logging(args)
     pn.serve(lambda: create_app(args.results, args.refresh), address=args.address, port=args.port,
              show=args.show, title="dermablate", websocket_origin=[f"{args.address}:{args.port}",
                                                                   f"localhost:{args.port}"])

@@ -12,6 +12,7 @@ curves, threshold curves, Grad-CAM examples, dataset figures. Synthetic data is 
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ from core import io
 from core.bootstrap import REPLICATES
 from core.compare import compare_runs
 from core.explain import cam_mass_on_lesions, cam_mass_summary
+from core.log import add_verbosity_flags, progress, setup_logging
 from core.metrics import threshold_curve
 from core.results import CHECKPOINT, read_config, read_external_metrics, read_history, read_metrics
 from dashboards import figures
@@ -45,6 +47,8 @@ from dashboards.tables import (
     study_comparison,
     subgroup_rows,
 )
+
+log = logging.getLogger(__name__)
 
 SYNTHETIC_BANNER = ("> **SYNTHETIC demo data.** This sweep ran on the built-in synthetic dataset, not HAM10000. "
                     "No figure in this report is a HAM10000 result or says anything about skin lesions.")
@@ -112,7 +116,7 @@ def build_report(sweep_dir: Path, out: Path, gradcam_examples: int = 4) -> Path:
     _paired(report, metrics)
     _seeds(report)
     _external(report)
-    for arm in sweep.arms:
+    for arm in progress(sweep.arms, desc="report: arm figures", unit="arm"):
         _arm_figures(report, arm, metrics[arm])
     _threshold_curves(report, metrics)
     _gradcam(report, metrics, gradcam_examples)
@@ -182,7 +186,7 @@ def _paired(report: Report, metrics: dict[str, dict | None], reference: str = RE
         return
     replicates = (read_config(report.sweep.arm_dir(reference)) or {}).get("bootstrap_replicates", REPLICATES)
     rows, results = [], {}
-    for arm, arm_metrics in metrics.items():
+    for arm, arm_metrics in progress(metrics.items(), desc="report: paired comparisons", unit="arm"):
         if arm == reference or arm_metrics is None:
             continue
         try:
@@ -268,7 +272,7 @@ def _gradcam(report: Report, metrics: dict[str, dict | None], examples: int) -> 
     _cam_mass(report, metrics)
     report.add("Missed melanomas first, then detected melanomas, then other errors and correct predictions. "
                "Columns: the image, Grad-CAM for the predicted class, Grad-CAM for mel.")
-    for arm, arm_metrics in metrics.items():
+    for arm, arm_metrics in progress(metrics.items(), desc="report: Grad-CAM", unit="arm"):
         arm_dir = sweep.arm_dir(arm)
         predictions = load_predictions(arm_dir, "test")
         if arm_metrics is None or predictions is None or not (arm_dir / CHECKPOINT).is_file():
@@ -288,7 +292,7 @@ def _gradcam(report: Report, metrics: dict[str, dict | None], examples: int) -> 
 def _cam_mass(report: Report, metrics: dict[str, dict | None]) -> None:
     """Where the data has lesion masks (the demo's, or ISIC's): how much CAM heat lies on the lesion."""
     rows = []
-    for arm, arm_metrics in metrics.items():
+    for arm, arm_metrics in progress(metrics.items(), desc="report: CAM mass", unit="arm"):
         predictions = load_predictions(report.sweep.arm_dir(arm), "test")
         if arm_metrics is None or predictions is None or not (report.sweep.arm_dir(arm) / CHECKPOINT).is_file():
             continue
@@ -324,11 +328,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, required=True, help="a sweep folder: RESULTS/<sweep>")
     parser.add_argument("--out", type=Path, required=True, help="folder for report.md and figures/")
     parser.add_argument("--gradcam-examples", type=int, default=4, help="Grad-CAM images per arm (0: none)")
-    args = parser.parse_args(argv)
+    args = add_verbosity_flags(parser).parse_args(argv)
+    setup_logging(args)
     if not is_sweep(args.results):
         print(f"error: {args.results} is not a sweep folder (no sweep.json or summary.csv)", file=sys.stderr)
         return 2
-    print(f"wrote {build_report(args.results, args.out, args.gradcam_examples)}")
+    log.info("wrote %s", build_report(args.results, args.out, args.gradcam_examples))
     return 0
 
 
