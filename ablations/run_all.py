@@ -7,6 +7,7 @@ profile on that dataset. Results follow the contract of docs/results.md under RE
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import sys
@@ -23,6 +24,7 @@ from core.config import ConfigError, parse_overrides  # noqa: E402
 from core.data.demo import built_demo, is_current_demo, make_demo_dataset  # noqa: E402
 from core.data.metadata import DatasetError, find_metadata  # noqa: E402
 from core.data.parallel import usable_cpus  # noqa: E402
+from core.log import add_verbosity_flags, child_env, setup_logging  # noqa: E402
 from core.results import SWEEP_RECORD  # noqa: E402
 from ray_jobs import storage, trackers  # noqa: E402
 from ray_jobs.arms import load_arms  # noqa: E402
@@ -33,6 +35,7 @@ from ray_jobs.resources import resolve  # noqa: E402
 from ray_jobs.sweep import Sweep, check_data, run, start  # noqa: E402
 from ray_jobs.trainable import WORKER_ENV  # noqa: E402
 
+log = logging.getLogger(__name__)
 DEMO_SIZES = {"smoke": 200, "demo": 2400, "full": 800}  # images in the demo dataset each profile builds
 # What defines a sweep: --resume takes all of it from the sweep's sweep.json.
 SWEEP_ARGS = ("data_root", "demo_data", "profile", "arms", "samples", "seeds", "scheduler", "set",
@@ -77,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                                "share measured for its card: ray_jobs/packing.py)")
     cluster.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as the cluster holds "
                                                             "now; 0 = no limit, for autoscaling clusters)")
-    return p
+    return add_verbosity_flags(p)
 
 
 def trial_shape(args: argparse.Namespace, sweep: Sweep) -> tuple[int, float, float]:
@@ -87,15 +90,16 @@ def trial_shape(args: argparse.Namespace, sweep: Sweep) -> tuple[int, float, flo
     return args.workers_per_trial or 1, args.cpus_per_worker or 1.0, args.gpus_per_worker or 0.0
 
 
-def local_runtime_env() -> dict:
+def local_runtime_env(level: int = logging.INFO) -> dict:
     """The runtime_env of a Ray that run_all starts on this machine.
 
     Its workers import this checkout (whatever the current folder). They also run at
     niceness 0 rather than Ray's default 15, as Ray's own job supervisor does: on a small
     machine, niced trials lose a tenth or more of their speed to Ray's control plane
-    (benchmarks/ray_overhead.py). And they print each line once (WORKER_ENV).
+    (benchmarks/ray_overhead.py). And they print each line once (WORKER_ENV), at the driver's
+    level, with progress bars the driver draws when it has a terminal (child_env).
     """
-    return {"env_vars": {"PYTHONPATH": str(REPO), "RAY_worker_niceness": "0", **WORKER_ENV}}
+    return {"env_vars": {"PYTHONPATH": str(REPO), "RAY_worker_niceness": "0", **WORKER_ENV, **child_env(level)}}
 
 
 def demo_data(path: Path, n: int) -> Path:
@@ -106,8 +110,7 @@ def demo_data(path: Path, n: int) -> Path:
     if is_current_demo(path, n, masks=True):
         return path
     if built_demo(path) is not None:
-        print(f"rebuilding the SYNTHETIC demo dataset in {path}: drawn by an older generator or of another size",
-              flush=True)
+        log.info("rebuilding the SYNTHETIC demo dataset in %s: drawn by an older generator or of another size", path)
         shutil.rmtree(path)
     else:
         try:
@@ -115,7 +118,7 @@ def demo_data(path: Path, n: int) -> Path:
             return path
         except DatasetError:
             pass
-    print(f"building the SYNTHETIC demo dataset ({n} images) in {path} (once)", flush=True)
+    log.info("building the SYNTHETIC demo dataset (%d images) in %s (once)", n, path)
     tmp = io.new_temp(path, folder=True)
     make_demo_dataset(tmp, n=n, masks=True)  # the report measures Grad-CAM mass on the lesions
     os.replace(tmp, path)
@@ -160,6 +163,7 @@ def resumed_sweep(args: argparse.Namespace, results: str) -> tuple[Sweep, dict, 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    level = setup_logging(args)
     profile = args.profile or ("full" if args.data_root else "demo")
     results = storage.join(storage.location(args.results), args.name or profile)
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")  # a harmless warning per trial otherwise
@@ -173,13 +177,15 @@ def main(argv: list[str] | None = None) -> int:
             check_resources(*trial_shape(args, sweep), usable_cpus(), torch.cuda.device_count())
         facts, splits = check_data(sweep, run_configs, record)  # a bad dataset stops here, before any write
         if local and sweep.profile == "full" and not torch.cuda.is_available():
-            print(estimate_line(run_configs, splits, sweep.samples * sweep.seeds), flush=True)
-        ray.init(address=args.address, runtime_env=local_runtime_env() if local else None)
+            log.info(estimate_line(run_configs, splits, sweep.samples * sweep.seeds))
+        # -q: neither Ray's start-up lines nor the workers' output (their errors reach the summary).
+        ray.init(address=args.address, runtime_env=local_runtime_env(level) if local else None,
+                 log_to_driver=not args.quiet, logging_level=max(level, logging.INFO))
         if sweep.resources is None:
             cluster, gpus_per_worker = ray.cluster_resources(), args.gpus_per_worker
             if gpus_per_worker is None:
                 gpus_per_worker, why = default_share(cluster, args.workers_per_trial or 1, read_measurements())
-                print(f"GPU share: {why}", flush=True)
+                log.info("GPU share: %s", why)
             sweep.resources = resolve(cluster, args.workers_per_trial, args.cpus_per_worker, gpus_per_worker,
                                       args.max_concurrent)
         record = start(sweep, run_configs, facts, splits, record)
@@ -187,12 +193,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for arm, same_as in record.get("same_run_as", {}).items():
-        print(f"{arm}: same run as {same_as} on the {sweep.profile} profile (the configs differ in name only)",
-              flush=True)
+        log.info("%s: same run as %s on the %s profile (the configs differ in name only)", arm, same_as,
+                 sweep.profile)
     repeats = f"{sweep.seeds} seed(s)" if sweep.seeds > 1 else f"{sweep.samples} sample(s)"
-    print(f"sweep {results}: {len(sweep.arms)} arm(s) x {repeats}, profile {sweep.profile}, {sweep.resources}",
-          flush=True)
-    status, summary = run(sweep, run_configs, record)
+    log.info("sweep %s: %d arm(s) x %s, profile %s, %s", results, len(sweep.arms), repeats, sweep.profile,
+             sweep.resources)
+    status, summary = run(sweep, run_configs, record, quiet=args.quiet)
+    # The result: printed at every level.
     columns = ["arm", "status", "test_acc", "test_macro_f1", "test_mel_recall", "selected_epoch", "wall_seconds"]
     if sweep.seeds > 1:
         columns[2:5] = ["seeds", *(f"{name}_{stat}" for name in ("test_acc", "test_macro_f1", "test_mel_recall")

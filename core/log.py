@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 PACKAGES = ("core", "ray_jobs", "ablations", "dashboards", "__main__")  # our loggers; others stay at WARNING
 LEVEL_ENV = "DERMABLATE_LOG_LEVEL"  # how a driver hands its level to the processes it starts (Ray's workers)
+BARS_ENV = "DERMABLATE_PROGRESS_BARS"  # and whether its console draws progress bars
 
 _bar_class = None  # None: tqdm; else a tqdm-like class (ray.experimental.tqdm_ray.tqdm) given to use_bar
 _bars_on = True
@@ -53,6 +54,10 @@ class _Handler(logging.Handler):
     """Writes through tqdm, so that a line never lands in the middle of a bar; to the stderr of
     the moment (pytest swaps it per test)."""
 
+    def __init__(self):
+        super().__init__()
+        self.setFormatter(_Format())
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
             tqdm.write(self.format(record), file=sys.stderr)
@@ -60,17 +65,17 @@ class _Handler(logging.Handler):
             self.handleError(record)
 
 
-def setup_logging(args: argparse.Namespace | int) -> int:
+def setup_logging(args: argparse.Namespace | int, handler: bool = True) -> int:
     """Our loggers at the level -v/-q ask for (or a level), printed plainly on stderr; bars off when
-    quiet. Returns the level. Calling it again replaces the earlier set-up."""
+    quiet. Returns the level. Calling it again replaces the earlier set-up. `handler=False` keeps
+    the root logger's handlers as they are (a Ray Train worker's, which print to the console)."""
     global _bars_on
     level = args if isinstance(args, int) else level_of(args)
     root = logging.getLogger()
-    for handler in [h for h in root.handlers if isinstance(h, _Handler)]:
-        root.removeHandler(handler)
-    handler = _Handler()
-    handler.setFormatter(_Format())
-    root.addHandler(handler)
+    for ours in [h for h in root.handlers if isinstance(h, _Handler)]:
+        root.removeHandler(ours)
+    if handler:
+        root.addHandler(_Handler())
     if root.level > logging.WARNING or root.level == logging.NOTSET:
         root.setLevel(logging.WARNING)
     for name in PACKAGES:
@@ -79,10 +84,17 @@ def setup_logging(args: argparse.Namespace | int) -> int:
     return level
 
 
-def inherited_level() -> int:
-    """The level a driver handed on in $DERMABLATE_LOG_LEVEL (INFO when none)."""
+def child_env(level: int) -> dict[str, str]:
+    """What a driver hands the processes it starts (Ray's workers): its level, and whether its console
+    draws bars (a terminal, not quiet)."""
+    return {LEVEL_ENV: logging.getLevelName(level), BARS_ENV: "1" if level <= logging.INFO and sys.stderr.isatty()
+            else "0"}
+
+
+def inherited() -> tuple[int, bool]:
+    """(level, bars) from child_env's variables: INFO and no bars where there are none."""
     level = logging.getLevelName(os.environ.get(LEVEL_ENV, "INFO").upper())
-    return level if isinstance(level, int) else logging.INFO
+    return (level if isinstance(level, int) else logging.INFO), os.environ.get(BARS_ENV) == "1"
 
 
 def use_bar(bar_class) -> None:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from ray.job_submission import JobStatus, JobSubmissionClient
 
+from core.log import add_verbosity_flags, setup_logging
+
 REPO = Path(__file__).resolve().parents[1]
 # Not uploaded with the code (Ray also leaves out .git, .venv and __pycache__). Anchored
 # patterns: .gitignore's unanchored `data/` would drop core/data too, so it is not used.
@@ -35,8 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pip", action="store_true",
                    help="do not pip-install requirements.txt for the job (a cluster from cluster.yaml has them)")
     p.add_argument("--no-wait", action="store_true", help="submit, print the job id and return")
-    p.add_argument("run_all_args", nargs=argparse.REMAINDER, help="-- then the arguments of ablations/run_all.py")
-    return p
+    p.add_argument("run_all_args", nargs=argparse.REMAINDER,
+                   help="-- then the arguments of ablations/run_all.py (-q there: the job log holds the summary only)")
+    return add_verbosity_flags(p)
 
 
 def check_paths(args: list[str]) -> dict[str, str]:
@@ -94,6 +97,7 @@ async def follow(client: JobSubmissionClient, job_id: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    setup_logging(args)
     os.environ["RAY_RUNTIME_ENV_IGNORE_GITIGNORE"] = "1"  # EXCLUDES decides what the job's copy leaves out
     run_all_args = args.run_all_args[1:] if args.run_all_args[:1] == ["--"] else args.run_all_args
     check_paths(run_all_args)

@@ -140,14 +140,28 @@ def start(sweep: Sweep, run_configs: dict[str, RunConfig], facts: dict, splits: 
     return record
 
 
-def make_tuner(sweep: Sweep, run_configs: dict[str, RunConfig]) -> tune.Tuner:
-    """A new Tuner, or the interrupted one restored from the sweep's Tune state."""
+def console(sweep: Sweep, quiet: bool) -> dict:
+    """Tune's console: the table of trials (a row per trial, named after its arm) every 30 s, or nothing."""
+    if quiet:
+        return {"verbose": 0, "progress_reporter": None}
+    params = (["arm"] + (["lr", "weight_decay", "mel_multiplier"] if sweep.samples > 1 else [])
+              + (["seed_offset"] if sweep.seeds > 1 else []))
+    return {"verbose": 1,  # the progress table, not every result
+            "progress_reporter": tune.CLIReporter(parameter_columns=params, metric_columns=METRIC_COLUMNS,
+                                                  max_report_frequency=30)}
+
+
+def make_tuner(sweep: Sweep, run_configs: dict[str, RunConfig], quiet: bool = False) -> tune.Tuner:
+    """A new Tuner, or the interrupted one restored from the sweep's Tune state. `quiet`: no progress table."""
     trainable = tune.with_resources(run_trial, TRIAL_RESOURCES)
     experiment = storage.join(sweep.results, "ray", "tune")
     if tune.Tuner.can_restore(experiment):
         # Finished trials stay finished; unfinished and failed ones start again, and their
         # Train runs resume from their last checkpoints.
-        return tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=True)
+        # The restored RunConfig is the saved one: this start's -q (or its absence) decides the console.
+        vars(tuner._local_tuner.get_run_config()).update(console(sweep, quiet))
+        return tuner
     # Arms with a pre-step (baseline_synth's cVAE) run longest: start them first, so that the
     # short arms fill the other slots meanwhile rather than waiting behind them at the end.
     order = sorted(run_configs, key=lambda arm: arm not in PRE_STEPS)
@@ -156,8 +170,6 @@ def make_tuner(sweep: Sweep, run_configs: dict[str, RunConfig]) -> tune.Tuner:
     constants = {"results": sweep.results, "data_root": sweep.data_root, "samples": sweep.samples,
                  "workers": res.workers, "cpus_per_worker": res.cpus_per_worker,
                  "gpus_per_worker": res.gpus_per_worker}
-    params = (["arm"] + (["lr", "weight_decay", "mel_multiplier"] if sweep.samples > 1 else [])
-              + (["seed_offset"] if sweep.seeds > 1 else []))
     trials = trackers.Trials(sweep.results, sweep.samples, sweep.seeds)
     return tune.Tuner(
         trainable,
@@ -174,9 +186,7 @@ def make_tuner(sweep: Sweep, run_configs: dict[str, RunConfig]) -> tune.Tuner:
             name="tune",
             storage_path=storage.join(sweep.results, "ray"),
             failure_config=tune.FailureConfig(max_failures=sweep.retries),
-            verbose=1,  # the progress table, not every result
-            progress_reporter=tune.CLIReporter(parameter_columns=params, metric_columns=METRIC_COLUMNS,
-                                               max_report_frequency=30),
+            **console(sweep, quiet),
             # The trackers first: they read a trial's run folder before SummaryCallback settles its samples.
             callbacks=[*trackers.callbacks(trials, sweep.trackers, sweep.tracking_uri),
                        SummaryCallback(sweep.results, {a: c.select_on for a, c in run_configs.items()},
@@ -185,10 +195,11 @@ def make_tuner(sweep: Sweep, run_configs: dict[str, RunConfig]) -> tune.Tuner:
     )
 
 
-def run(sweep: Sweep, run_configs: dict[str, RunConfig], record: dict) -> tuple[str, pd.DataFrame]:
-    """Run (or resume) the sweep; returns its status and summary table."""
+def run(sweep: Sweep, run_configs: dict[str, RunConfig], record: dict,
+        quiet: bool = False) -> tuple[str, pd.DataFrame]:
+    """Run (or resume) the sweep; returns its status and summary table. `quiet`: Tune prints nothing."""
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's CLIReporter table (the newer output ignores it)
-    make_tuner(sweep, run_configs).fit()
+    make_tuner(sweep, run_configs, quiet).fit()
     summary = read_summary(sweep.results)
     statuses = set(summary["status"])
     status = ("finished" if statuses == {"finished"} else "interrupted" if statuses & {"pending", "running"}

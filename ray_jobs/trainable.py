@@ -19,6 +19,7 @@ import ray.train
 import ray.train.torch
 import ray.tune
 import torch
+from ray.experimental import tqdm_ray
 from ray.train import Checkpoint
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -26,6 +27,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from core import results
 from core.checkpoints import load_checkpoint
 from core.config import RunConfig, from_dict
+from core.log import inherited, setup_logging, use_bar
 from core.train import fit
 from ray_jobs import faults, permanent, storage
 from ray_jobs.arms import PRE_STEPS
@@ -46,9 +48,26 @@ def quiet_report_lines() -> None:
         logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
+def worker_console() -> None:
+    """core's messages at the driver's level (-v/-q), and its progress bars as Ray's tqdm, which the
+    driver draws on its console (a plain tqdm in a worker has no terminal, so it shows nothing)."""
+    level, bars = inherited()
+    # A Train worker's root logger already prints to the console (Ray Train's handler): not twice.
+    setup_logging(level, handler=not any(type(h).__module__.startswith("ray.") for h in logging.getLogger().handlers))
+    if bars:
+        use_bar(tqdm_ray.tqdm)
+
+
+def run_pre_step(step, cfg: RunConfig, data_root: str) -> None:
+    """The Ray task of an arm's pre-step (ray_jobs.arms.PRE_STEPS), with the driver's console."""
+    worker_console()
+    step(cfg, data_root)
+
+
 def train_worker(config: dict) -> None:
     """Runs on every Train worker, inside the process group Ray Train set up."""
     quiet_report_lines()
+    worker_console()
     rank = ray.train.get_context().get_world_rank()
     device = ray.train.torch.get_device()
     if device.type == "cpu" and config.get("cpus"):
@@ -139,10 +158,10 @@ def train(config: dict, cfg: RunConfig, out: str, trial_id: str) -> None:
     if arm in PRE_STEPS:
         # 0. What the arm needs first (baseline_synth: its cVAE), as a task on one worker's resources,
         # outside this trial's placement group (which holds no CPU).
-        step = ray.remote(PRE_STEPS[arm]).options(
+        step = ray.remote(run_pre_step).options(
             num_cpus=resources["CPU"], num_gpus=resources.get("GPU", 0),
             scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=None))
-        ray.get(step.remote(cfg, sweep["data_root"]))
+        ray.get(step.remote(PRE_STEPS[arm], cfg, sweep["data_root"]))
 
     trainer = ray.train.torch.TorchTrainer(
         train_worker,

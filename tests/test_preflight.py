@@ -156,7 +156,7 @@ def test_a_full_sweep_without_a_gpu_prints_its_estimate_before_ray(demo_root, tm
     with pytest.raises(ReachedRay):
         run_all.main(["--data-root", str(demo_root), "--results", str(tmp_path / "results"), "--arms", "baseline",
                       "--set", "backbone=test_efficientnet", "image_size=32", "pretrained=none"])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # a progress message, on stderr
     assert re.search(r"no GPU here: estimated \d+\.\d hours on this CPU for 1 arm\(s\) x 1 .* probe of 1 backbone",
                      out), out
 

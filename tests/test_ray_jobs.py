@@ -121,12 +121,33 @@ def test_mlflow_has_a_run_per_sample_with_its_sampled_config_and_final_figures(j
 
 
 @pytest.fixture(scope="module")
-def seeded_job(ray_env, demo_root, tmp_path_factory):
+def seeded_submission(ray_env, demo_root, tmp_path_factory):
+    """One arm, two training seeds, run quietly (-q): the sweep folder and the submit command's output."""
     results = tmp_path_factory.mktemp("seeds") / "results"
     done = submit(ray_env, "--data-root", str(demo_root), "--profile", "smoke", "--arms", "baseline",
-                  "--seeds", "2", "--results", str(results), "--name", "seeds", "--tracker", "wandb")
+                  "--seeds", "2", "--results", str(results), "--name", "seeds", "--tracker", "wandb", "-q")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return results / "seeds"
+    return results / "seeds", done
+
+
+@pytest.fixture(scope="module")
+def seeded_job(seeded_submission):
+    return seeded_submission[0]
+
+
+def test_quiet_prints_the_summary_alone(seeded_submission):
+    """-q: of run_all, the job's log holds the summary table and its closing lines; no Ray start-up line,
+    Tune table, worker output or progress message. (Ray's job manager and raylet warnings stay.)"""
+    _, done = seeded_submission
+    lines = done.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["arm", "status", "seeds"])
+    assert lines[header + 1].startswith("baseline finished")
+    assert [line.split(";")[0] for line in lines[header + 2:header + 5]] == [
+        "SYNTHETIC demo data: these figures say nothing about HAM10000 or skin lesions.", "sweep finished",
+        f"dashboard: panel serve dashboards/app.py --args --results {seeded_submission[0]}"]
+    for noise in ("== Status ==", "| Trial name", "RayTrainWorker", "epoch 1:", "image cache at", "arm(s) x",
+                  "Ray cluster", "Ray instance", "GPU share"):
+        assert noise not in done.stdout + done.stderr, noise
 
 
 def test_each_seed_trains_the_same_split_with_its_own_seed(seeded_job):
