@@ -147,6 +147,7 @@ class WandbRun:
     def __init__(self, name: str, params: dict, run_dir: Path):
         self.wandb = wandb = require("wandb")
         self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", PROJECT), name=name, config=params,
+                              mode=os.environ.get("WANDB_MODE"),  # read per run: W&B caches it per process
                               dir=os.environ.get("WANDB_DIR", str(run_dir)), job_type="train")
 
     def log_epoch(self, row: dict) -> None:

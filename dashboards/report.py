@@ -296,7 +296,10 @@ def _cam_mass(report: Report, metrics: dict[str, dict | None]) -> None:
         predictions = load_predictions(report.sweep.arm_dir(arm), "test")
         if arm_metrics is None or predictions is None or not (report.sweep.arm_dir(arm) / CHECKPOINT).is_file():
             continue
-        mass = cam_mass_on_lesions(trained_model(report.sweep.arm_dir(arm)), report.sweep.data_root, predictions)
+        try:
+            mass = cam_mass_on_lesions(trained_model(report.sweep.arm_dir(arm)), report.sweep.data_root, predictions)
+        except (FileNotFoundError, ValueError):  # a missing image, or a checkpoint refused: the examples say why
+            continue
         if mass is not None:
             rows.append({"arm": arm, **cam_mass_summary(mass)})
     if rows:

@@ -194,7 +194,9 @@ def test_predict_tab_shows_the_refusal_and_serves_the_other_arm(sweep, demo_root
     assert len(result) == 0
 
     arm.value = "baseline"
-    assert not message.visible and len(result) == 2  # the images row and the probabilities row
+    # the synthetic-data banner (the smoke sweep's data), the images row and the probabilities row
+    assert not message.visible and len(result) == 3
+    assert "synthetic-banner" in result[0].css_classes
 
 
 def test_gallery_shows_the_refusal_and_serves_the_other_arm(sweep):
