@@ -52,17 +52,17 @@ def mask_file(data_root: str | Path, image_id: str) -> Path:
     return Path(data_root) / MASKS / f"{image_id}_segmentation.png"
 
 
-def cam_mass_on_lesions(trained, data_root: str | Path, predictions: pd.DataFrame,
+def cam_mass_on_lesions(trained, images: dict, data_root: str | Path, predictions: pd.DataFrame,
                         limit: int = 48) -> pd.DataFrame | None:
-    """Grad-CAM (predicted class) on up to `limit` correctly classified images that have a lesion
-    mask: per image, the share of CAM mass inside the mask (`inside`), the share of the image the
-    mask covers (`mask_area`: what a map blind to the lesion would score) and whether the hottest
-    cell is on the lesion (`peak_inside`). None when no such image has a mask."""
+    """Grad-CAM (predicted class) on up to `limit` correctly classified images (`images`: the
+    dataset's image index) that have a lesion mask under `data_root`: per image, the share of
+    CAM mass inside the mask (`inside`), the share of the image the mask covers (`mask_area`:
+    what a map blind to the lesion would score) and whether the hottest cell is on the lesion
+    (`peak_inside`). None when no such image has a mask."""
     right = select_cases(predictions).query("dx == predicted")
-    ids = [i for i in right["image_id"] if mask_file(data_root, i).is_file()][:limit]
+    ids = [i for i in right["image_id"] if i in images and mask_file(data_root, i).is_file()][:limit]
     if not ids:
         return None
-    images = load_dataset(data_root).images
     rows = []
     # Batches of 16: Grad-CAM keeps every activation for the backward pass.
     for start in progress(range(0, len(ids), 16), desc="CAM mass", unit="batch"):
@@ -110,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     predictions = pd.read_csv(results.predictions_path(args.run, "test"), dtype={"image_id": str})
+    images = load_dataset(args.data_root).images
     if args.cam_mass:
-        mass = cam_mass_on_lesions(trained, args.data_root, predictions, args.limit)
+        mass = cam_mass_on_lesions(trained, images, args.data_root, predictions, args.limit)
         if mass is None:
             print(f"error: no correctly classified test image has a mask under {args.data_root / MASKS}",
                   file=sys.stderr)
@@ -119,7 +120,6 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(cam_mass_summary(mass)))
         return 0
     cases = select_cases(predictions, args.dx, args.wrong_only, args.missed_mel).head(args.limit)
-    images = load_dataset(args.data_root).images
     missing = [i for i in cases["image_id"] if i not in images]
     if missing:
         print(f"error: {len(missing)} test images are not under {args.data_root} (first: {missing[0]}); "

@@ -29,7 +29,7 @@ from core.metrics import threshold_curve
 from core.results import CHECKPOINT, read_config, read_external_metrics, read_history, read_metrics
 from dashboards import figures
 from dashboards.cams import cam_images, outcome_table, report_examples, trained_model
-from dashboards.datasets import write_dataset_figures
+from dashboards.datasets import dataset, write_dataset_figures
 from dashboards.reference import STUDY_OPERATING_POINT
 from dashboards.results import SweepView, arm_images, is_sweep, load_predictions, load_sweep
 from dashboards.tables import (
@@ -297,7 +297,8 @@ def _cam_mass(report: Report, metrics: dict[str, dict | None]) -> None:
         if arm_metrics is None or predictions is None or not (report.sweep.arm_dir(arm) / CHECKPOINT).is_file():
             continue
         try:
-            mass = cam_mass_on_lesions(trained_model(report.sweep.arm_dir(arm)), report.sweep.data_root, predictions)
+            mass = cam_mass_on_lesions(trained_model(report.sweep.arm_dir(arm)), dataset(report.sweep.data_root).images,
+                                       report.sweep.data_root, predictions)
         except (FileNotFoundError, ValueError):  # a missing image, or a checkpoint refused: the examples say why
             continue
         if mass is not None:

@@ -2,6 +2,7 @@
 the out-of-distribution warning flags photographs that are not demo lesions."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from PIL import Image
 
 from core import results
 from core.config import load_config
+from core.data.dataset import load_dataset
 from core.data.images import ImageRef, load_rgb
 from core.explain import cam_mass_on_lesions, cam_mass_summary
 from core.explain import main as explain_cli
@@ -34,7 +36,8 @@ def trained_run(demo_root, tmp_path_factory) -> Path:
 
 def test_cam_mass_falls_inside_the_synthetic_lesion(trained_run, demo_root, tmp_path):
     run, trained = trained_run, load_run(trained_run)
-    mass = cam_mass_on_lesions(trained, demo_root, pd.read_csv(results.predictions_path(run, "test")), limit=24)
+    mass = cam_mass_on_lesions(trained, load_dataset(demo_root).images, demo_root,
+                               pd.read_csv(results.predictions_path(run, "test")), limit=24)
     print(f"CAM mass inside the lesion mask: {cam_mass_summary(mass)}")
     # At 128 px the CAM layer is the stride-16 stage, an 8x8 map. Measured on this fixture
     # (21 correctly classified test images, 2 cores, 2026-12-01): mean share inside 0.282 on
@@ -83,3 +86,20 @@ def test_real_lesions_are_flagged_on_an_arm_trained_on_synthetic_data(trained_ru
     real = [load_rgb(ImageRef(HAM / "images_200x150" / f"{i}.jpg")) for i in ids]
     flagged = np.mean([r["flagged"] for r in out_of_distribution(trained, real)])
     assert flagged >= 0.8, flagged  # measured: 21 of 21, scores 32.1-39.0 against 21.6
+
+
+def test_explain_cam_mass_prints_the_summary_and_refuses_a_root_without_masks(trained_run, demo_root, tmp_path,
+                                                                              capsys):
+    assert explain_cli(["--run", str(trained_run), "--data-root", str(demo_root), "--cam-mass", "--limit", "8"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["images"] == 8 and 0 <= summary["mean_inside"] <= 1
+    bare = tmp_path / "no_masks"  # the same images and metadata, no masks/ folder
+    bare.mkdir()
+    for entry in demo_root.iterdir():
+        if entry.name != "masks":
+            (bare / entry.name).symlink_to(entry)
+    assert explain_cli(["--run", str(trained_run), "--data-root", str(bare), "--cam-mass"]) == 2
+    assert "no correctly classified test image has a mask" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # neither --out nor --cam-mass
+        explain_cli(["--run", str(trained_run), "--data-root", str(demo_root)])
+    assert "--out is required" in capsys.readouterr().err
