@@ -20,11 +20,11 @@ import torch
 from PIL import Image
 
 from core import results
-from core.calibration import apply_temperature
 from core.checkpoints import load_checkpoint
 from core.data.cache import resize_square
 from core.data.images import ImageError, ImageRef, load_rgb
 from core.data.transforms import eval_transform, stored_side
+from core.evaluation.calibration import apply_temperature
 from core.gradcam import compute_cams, overlay
 from core.labels import CLASS_INDEX, CLASSES, MEL
 from core.log import add_verbosity_flags, setup_logging

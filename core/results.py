@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from core import io
-from core.labels import CLASSES
+from core.labels import CLASS_INDEX, CLASSES, PROB_COLUMNS
 
 # A run folder
 CONFIG = "config.json"
@@ -28,8 +28,10 @@ OOD = "ood.npz"  # the out-of-distribution warning's statistic (core/ood.py)
 RESUME = "last.pt"
 SPLITS = "splits.csv"
 EXCLUDED = "excluded.csv"
+EXTERNAL = "external"  # the split name of the external test set
 EXTERNAL_PREDICTIONS = "predictions_external.csv"
 EXTERNAL_METRICS = "metrics_external.json"
+PREDICTION_COLUMNS = ("image_id", "dx", *PROB_COLUMNS)  # predictions_*.csv
 # A sweep folder
 SUMMARY = "summary.csv"
 SWEEP_RECORD = "sweep.json"
@@ -71,8 +73,12 @@ def read_metrics(run_dir: Path) -> dict | None:
     return read_json(Path(run_dir) / METRICS)
 
 
+def write_external_metrics(run_dir: Path, metrics: dict) -> Path:
+    return io.write_json(Path(run_dir) / EXTERNAL_METRICS, metrics)
+
+
 def read_external_metrics(run_dir: Path) -> dict | None:
-    """metrics_external.json (`python -m core.evaluate --external`), None when the run was not scored."""
+    """metrics_external.json (`python -m core.evaluation.external --external`), None when the run was not scored."""
     return read_json(Path(run_dir) / EXTERNAL_METRICS)
 
 
@@ -81,8 +87,48 @@ def write_predictions(run_dir: Path, split: str, frame: pd.DataFrame, suffix: st
 
 
 def predictions_path(run_dir: Path, split: str, suffix: str = "") -> Path:
-    """Read it with core.metrics.read_predictions, which validates the columns."""
+    """Read it with read_predictions, which validates the columns."""
     return Path(run_dir) / predictions_name(split, suffix)
+
+
+def predictions_frame(image_ids, y_true: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
+    """The predictions_*.csv table: image_id, dx (class name), p_akiec .. p_vasc."""
+    frame = pd.DataFrame(np.asarray(probs, dtype=float), columns=list(PROB_COLUMNS))
+    frame.insert(0, "dx", [CLASSES[i] for i in np.asarray(y_true, dtype=int)])
+    frame.insert(0, "image_id", list(image_ids))
+    return frame
+
+
+def read_predictions(path: str | Path) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Read and validate a predictions file; return (y_true, probs, frame)."""
+    frame = pd.read_csv(path, dtype={"image_id": str})
+    y_true, probs = prediction_arrays(frame, str(path))
+    return y_true, probs, frame
+
+
+def prediction_arrays(frame: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """(y_true, probs) of a predictions frame, or ValueError saying what is wrong."""
+    missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{source}: missing columns {missing}; expected {list(PREDICTION_COLUMNS)}")
+    if frame.empty:
+        raise ValueError(f"{source}: no rows")
+    unknown = sorted(set(frame["dx"].astype(str)) - set(CLASSES))
+    if unknown:
+        raise ValueError(f"{source}: unknown dx values {unknown}; expected one of {list(CLASSES)}")
+    probs = frame[list(PROB_COLUMNS)].to_numpy(dtype=float)
+    if not np.isfinite(probs).all() or (probs < 0).any() or (probs > 1).any():
+        raise ValueError(f"{source}: probabilities must be finite and in [0, 1]")
+    sums = probs.sum(axis=1)
+    bad = np.flatnonzero(np.abs(sums - 1) > 1e-3)
+    if len(bad):
+        i = bad[0]
+        raise ValueError(
+            f"{source}: probabilities of {len(bad)} rows do not sum to 1 "
+            f"(first: row {i}, image_id {frame['image_id'].iloc[i]!r}, sum {sums[i]:.4f})"
+        )
+    y_true = frame["dx"].map(CLASS_INDEX).to_numpy(dtype=int)
+    return y_true, probs
 
 
 def write_splits(folder: Path, splits: pd.DataFrame) -> Path:

@@ -30,7 +30,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from core import devices, io, results, tracking
-from core.calibration import nll
 from core.checkpoints import UntrustedCheckpoint, load_checkpoint
 from core.config import ConfigError, RunConfig, load_config
 from core.cvae import SyntheticImages, add_synthetic
@@ -43,10 +42,10 @@ from core.data.lesions import LesionDataset
 from core.data.metadata import DatasetError
 from core.data.split import attach_split, lesion_split
 from core.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, stored_side, train_transform
+from core.evaluation import classification_metrics, evaluate_run, selection_key, validation_scores
 from core.labels import CLASS_INDEX, CLASSES, NUM_CLASSES
 from core.log import add_verbosity_flags, progress, setup_logging
 from core.losses import build_loss, class_weights
-from core.metrics import classification_metrics, evaluate_run, predictions_frame, selection_key
 from core.model import build_model
 from core.ood import FeatureDistance, fit_feature_distance, ood_features
 from core.optim import build_optimizer, build_scheduler
@@ -358,12 +357,10 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
             cfg.grad_clip, f"epoch {epoch}/{cfg.epochs}", mixup, after_step)
         val_probs = predict(validated, val_loader, device, amp_dtype, memory_format)
         val = classification_metrics(data.val.labels, val_probs)
-        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": nll(data.val.labels, val_probs),
-               "val_acc": val["accuracy"], "val_macro_f1": val["macro_f1"],
-               "val_mel_recall": val["per_class"]["mel"]["recall"], "val_balanced_acc": val["balanced_accuracy"],
+        row = {"epoch": epoch, "train_loss": train_loss, **validation_scores(val),
                "lr": scheduler.get_last_lr()[0], "train_images_per_s": images_per_s, "data_wait": data_wait,
                "seconds": time.perf_counter() - start}
-        key = selection_key(val, row["val_loss"], cfg.select_on)
+        key = selection_key(val, cfg.select_on)
         if state["best"] is None or key > tuple(state["best"]["key"]):
             state["best"] = {"key": list(key), "epoch": epoch,
                              "model": {k: v.detach().cpu().clone() for k, v in selected.state_dict().items()}}
@@ -417,7 +414,7 @@ def _write_run_inputs(out: Path, cfg: RunConfig, data: Data) -> None:
 
 def _evaluate_and_write(out: Path, cfg: RunConfig, data: Data, probs: dict, suffix: str = "") -> dict:
     """The val and test predictions files (with `suffix`), and their metrics."""
-    frames = {name: predictions_frame(getattr(data, name).image_ids, getattr(data, name).labels, p)
+    frames = {name: results.predictions_frame(getattr(data, name).image_ids, getattr(data, name).labels, p)
               for name, p in probs.items()}
     for name, frame in frames.items():
         results.write_predictions(out, name, frame, suffix)

@@ -9,8 +9,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from core.data.stats import SYNTHETIC_MARK
+from core.evaluation.metrics import TARGET_RECALLS
 from core.labels import CLASSES
-from core.metrics import TARGET_RECALLS
 
 
 def titled(text: str, synthetic: bool | None) -> str:

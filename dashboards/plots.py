@@ -9,8 +9,8 @@ from bokeh.models import ColumnDataSource, HoverTool, LinearColorMapper, Range1d
 from bokeh.palettes import Blues256, Category10_10, Viridis256
 from bokeh.plotting import figure
 
+from core.evaluation.metrics import TARGET_RECALLS
 from core.labels import CLASSES
-from core.metrics import TARGET_RECALLS
 
 TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
 AT = "at"  # the name of the lines a threshold slider moves: `layout.select({"name": AT})`

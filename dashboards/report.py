@@ -21,11 +21,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from core import io
-from core.bootstrap import REPLICATES
-from core.compare import compare_runs
+from core.evaluation.bootstrap import REPLICATES
+from core.evaluation.compare import compare_runs
+from core.evaluation.metrics import threshold_curve
 from core.explain import cam_mass_on_lesions, cam_mass_summary
 from core.log import add_verbosity_flags, progress, setup_logging
-from core.metrics import threshold_curve
 from core.results import CHECKPOINT, read_config, read_external_metrics, read_history, read_metrics
 from dashboards import figures
 from dashboards.cams import cam_images, outcome_table, report_examples, trained_model

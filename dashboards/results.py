@@ -13,8 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from core import results
-from core.metrics import read_predictions
-from core.results import STATUSES, SUMMARY_COLUMNS, read_config, read_history, run_summary_row
+from core.results import STATUSES, SUMMARY_COLUMNS, read_config, read_history, read_predictions, run_summary_row
 
 SWEEP_MARKERS = (results.SWEEP_RECORD, results.SUMMARY)
 ARM_FILES = (results.CONFIG, results.HISTORY, results.METRICS)  # what makes a folder an arm's run folder
@@ -143,7 +142,7 @@ def _progress(sweep_dir: Path, arm: str) -> tuple[int, int | None]:
 
 
 def load_predictions(arm_dir: Path, split: str) -> pd.DataFrame | None:
-    """predictions_<split>.csv, validated by core.metrics; None when the arm has none yet."""
+    """predictions_<split>.csv, validated by core.evaluation.metrics; None when the arm has none yet."""
     path = results.predictions_path(arm_dir, split)
     return read_predictions(path)[2] if path.is_file() else None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from core.bootstrap import interval_text
+from core.evaluation.bootstrap import interval_text
 from core.labels import CLASSES
 from core.results import HEADLINE
 from dashboards.reference import study_table
@@ -152,10 +152,10 @@ def subgroup_rows(metrics: dict | None, flagged_only: bool = False) -> pd.DataFr
     return table[table["flagged"]].reset_index(drop=True) if flagged_only else table
 
 
-EXTERNAL_NOTE = ("The ISIC 2018 Task 3 test set (`python -m core.evaluate --external`): held out from HAM10000 but "
-                 "mostly from the same sources, so new images from familiar clinics, not another population. "
-                 "Balanced accuracy is the challenge's metric (balanced multiclass accuracy); melanoma thresholds "
-                 "stay the ones chosen on validation. Estimate [95% bootstrap interval].")
+EXTERNAL_NOTE = ("The ISIC 2018 Task 3 test set (`python -m core.evaluation.external --external`): held out from "
+                 "HAM10000 but mostly from the same sources, so new images from familiar clinics, not another "
+                 "population. Balanced accuracy is the challenge's metric (balanced multiclass accuracy); melanoma "
+                 "thresholds stay the ones chosen on validation. Estimate [95% bootstrap interval].")
 
 
 EXTERNAL_FIGURES = {"accuracy": "external acc", "macro_f1": "external macro-F1", "recall_mel": "external mel recall",

@@ -18,7 +18,7 @@ from ray import tune
 from ray.tune.experiment import Trial
 
 from core import results
-from core.metrics import selection_key
+from core.evaluation import selection_key
 from ray_jobs import storage
 from ray_jobs.permanent import recorded_error
 
@@ -38,7 +38,7 @@ def settle(arm_dir: str, select_on: str) -> None:
         metrics_file = storage.join(samples, name, results.METRICS)
         if storage.exists(metrics_file):
             val = storage.read_json(metrics_file)["val"]
-            scored.append((selection_key(val, val["nll"], select_on), name))
+            scored.append((selection_key(val, select_on), name))
     if scored:
         storage.move_dir(storage.join(samples, max(scored)[1]), arm_dir)
 

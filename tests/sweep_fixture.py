@@ -17,9 +17,9 @@ import pandas as pd
 
 from core import io, results
 from core.config import RunConfig, load_config, same_runs
+from core.evaluation import evaluate_run
 from core.labels import CLASSES, NUM_CLASSES
-from core.metrics import evaluate_run, predictions_frame
-from core.results import run_summary_row, write_summary
+from core.results import predictions_frame, run_summary_row, write_summary
 
 CONFIGS = Path(__file__).resolve().parents[1] / "ablations" / "configs"
 

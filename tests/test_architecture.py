@@ -15,15 +15,20 @@ FORBIDDEN = {
 }
 
 
-def imported_packages(path: Path) -> set[str]:
-    """The top-level package of every import in a module, wherever in the module it stands."""
+def imported_modules(path: Path) -> set[str]:
+    """Every module a module imports, wherever in the module the import stands."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
-            names |= {alias.name.split(".")[0] for alias in node.names}
+            names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
+            names.add(node.module)
     return names
+
+
+def imported_packages(path: Path) -> set[str]:
+    """The top-level package of every import in a module."""
+    return {name.split(".")[0] for name in imported_modules(path)}
 
 
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))
@@ -41,5 +46,17 @@ def test_the_scanner_sees_imports_inside_functions(tmp_path):
 
 def test_importing_the_config_imports_no_torch():
     code = "import sys, core.config; print(sorted(m for m in ('torch', 'timm', 'numpy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_training_hands_predictions_to_the_evaluation_package_entry():
+    evaluation = {name for name in imported_modules(REPO / "core" / "train.py") if name.startswith("core.evaluation")}
+    assert evaluation == {"core.evaluation"}
+
+
+def test_evaluating_predictions_imports_no_torch():
+    code = ("import sys, core.evaluation, core.evaluation.compare, core.evaluation.ensemble; "
+            "print(sorted(m for m in ('torch', 'timm') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.bootstrap import confidence_intervals, lesion_groups, paired_comparison
+from core.evaluation.bootstrap import confidence_intervals, lesion_groups, paired_comparison
+from core.evaluation.metrics import classification_metrics
 from core.labels import NUM_CLASSES
-from core.metrics import classification_metrics
 
 
 def one_hot_probs(pred: np.ndarray, sharpness: float = 0.9) -> np.ndarray:
@@ -87,7 +87,7 @@ def test_a_test_set_without_melanoma_has_no_mel_auc_interval():
 def test_subgroups_recompute_and_flag_a_weak_group():
     import pandas as pd
 
-    from core.subgroups import subgroup_columns, subgroup_report
+    from core.evaluation.subgroups import subgroup_columns, subgroup_report
 
     rng = np.random.default_rng(2)
     n = 400

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.calibration import apply_temperature, brier, calibration_report, ece, fit_temperature, nll
+from core.evaluation.calibration import apply_temperature, brier, calibration_report, ece, fit_temperature, nll
+from core.evaluation.metrics import at_threshold, calibrated_operating_points, choose_threshold, operating_points
 from core.labels import MEL, NUM_CLASSES
-from core.metrics import at_threshold, calibrated_operating_points, choose_threshold, operating_points
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from PIL import Image
 from core.checkpoints import UntrustedCheckpoint, load_checkpoint
 from core.cvae import load_cvae
 from core.data.dataset import load_dataset
-from core.evaluate import main as evaluate_cli
+from core.evaluation.external import main as evaluate_cli
 from core.explain import main as explain_cli
 from core.predict import load_run
 from core.predict import main as predict_cli

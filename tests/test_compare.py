@@ -1,11 +1,11 @@
-"""`python -m core.compare`: B minus A on the shared test set, and clear refusals."""
+"""`python -m core.evaluation.compare`: B minus A on the shared test set, and clear refusals."""
 from __future__ import annotations
 
 import json
 
 import pandas as pd
 
-from core.compare import main
+from core.evaluation.compare import main
 from tests.sweep_fixture import make_sweep
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.labels import CLASS_INDEX, NUM_CLASSES
-from core.metrics import predictions_frame
+from core.results import predictions_frame
 from dashboards.cams import outcome_table, report_examples, select_images
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from bokeh.models import ColumnDataSource, GlyphRenderer, Scatter
 
-from core.metrics import at_threshold, threshold_curve
+from core.evaluation.metrics import at_threshold, threshold_curve
 from dashboards.plots import AT, threshold_plots
 
 FIGURES = ("precision", "recall", "specificity", "tp", "fp", "tn", "fn")

@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pandas as pd
 
-from core.ensemble import main
-from core.metrics import classification_metrics, read_predictions
+from core.evaluation.ensemble import main
+from core.evaluation.metrics import classification_metrics
+from core.results import read_predictions
 from dashboards.report import main as report_main
 from tests.sweep_fixture import make_sweep
 from tests.test_report import table_after

@@ -16,24 +16,25 @@ import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from core.bootstrap import confidence_intervals
 from core.data.dataset import load_dataset
 from core.data.images import read_bytes
 from core.data.metadata import SYNTHETIC_DATASET, DatasetError
-from core.evaluate import main
-from core.external import (
+from core.evaluation.bootstrap import confidence_intervals
+from core.evaluation.external import (
     HAM_FORMAT,
     ONE_HOT_CLASSES,
     ONE_HOT_FORMAT,
     evaluate_external,
     find_ground_truth,
     load_external,
+    main,
     read_ground_truth,
 )
-from core.metrics import classification_metrics, interval_thresholds, read_predictions
+from core.evaluation.metrics import classification_metrics, interval_thresholds
 from core.predict import load_run
 from core.results import EXTERNAL_METRICS as METRICS_FILE
 from core.results import EXTERNAL_PREDICTIONS as PREDICTIONS_FILE
+from core.results import read_predictions
 from dashboards.report import main as report
 from tests.sweep_fixture import build_smoke_sweep
 from tests.test_report import table_after

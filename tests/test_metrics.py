@@ -1,4 +1,4 @@
-"""core.metrics: hand-computed examples, threshold choice, predictions files."""
+"""core.evaluation.metrics: hand-computed examples, threshold choice, predictions files."""
 
 import json
 import math
@@ -7,19 +7,19 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_curve
 
-from core.labels import CLASS_INDEX, CLASSES, MEL, NUM_CLASSES, PROB_COLUMNS
-from core.metrics import (
-    SELECTION_METRICS,
+from core.choices import SELECTION_METRICS
+from core.evaluation.metrics import (
     at_threshold,
     choose_threshold,
     classification_metrics,
     evaluate_run,
     operating_points,
-    predictions_frame,
-    read_predictions,
     selection_key,
     threshold_curve,
+    validation_scores,
 )
+from core.labels import CLASS_INDEX, CLASSES, MEL, NUM_CLASSES, PROB_COLUMNS
+from core.results import predictions_frame, read_predictions
 
 NV = CLASS_INDEX["nv"]
 
@@ -89,10 +89,23 @@ def test_auc_is_none_with_a_single_class():
 
 def test_selection_key_reads_metric_and_breaks_ties_by_lower_val_loss():
     m = classification_metrics(np.array([0, MEL, MEL]), peaked([0, MEL, 0]))
-    assert SELECTION_METRICS["val_acc"](m) == pytest.approx(2 / 3)
-    assert SELECTION_METRICS["val_macro_f1"](m) == m["macro_f1"]
-    assert SELECTION_METRICS["val_mel_recall"](m) == 0.5
-    assert selection_key(m, 0.4, "val_mel_recall") > selection_key(m, 0.5, "val_mel_recall")
+    scores = validation_scores(m)
+    assert scores["val_acc"] == pytest.approx(2 / 3)
+    assert scores["val_macro_f1"] == m["macro_f1"]
+    assert scores["val_mel_recall"] == 0.5
+    assert scores["val_balanced_acc"] == m["balanced_accuracy"]
+    assert scores["val_loss"] == m["nll"]
+    assert set(SELECTION_METRICS) <= set(scores)  # every select_on choice is a score
+    assert selection_key(m, "val_mel_recall") == (0.5, -m["nll"])
+    closer = peaked([0, MEL, 0])
+    closer[2] = 0.04
+    closer[2, [0, MEL]] = 0.5, 0.3  # still predicts class 0, but gives the melanoma more
+    closer = classification_metrics(np.array([0, MEL, MEL]), closer)
+    assert closer["nll"] < m["nll"]
+    assert selection_key(closer, "val_mel_recall") > selection_key(m, "val_mel_recall")  # same recall, lower loss
+    recalled = classification_metrics(np.array([0, MEL, MEL]), peaked([0, MEL, MEL], 0.2))
+    assert recalled["nll"] > m["nll"]
+    assert selection_key(recalled, "val_mel_recall") > selection_key(m, "val_mel_recall")  # the score comes first
 
 
 # ---------------------------------------------------------------- melanoma threshold

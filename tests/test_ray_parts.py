@@ -199,7 +199,7 @@ def test_storage_accepts_file_uris(tmp_path):
 def write_sample(arm_dir: Path, name: str, f1: float, nll: float) -> None:
     folder = arm_dir / "samples" / name
     folder.mkdir(parents=True)
-    val = {"macro_f1": f1, "accuracy": 0.5, "nll": nll, "per_class": {"mel": {"recall": 0.5}}}
+    val = {"macro_f1": f1, "accuracy": 0.5, "balanced_accuracy": 0.5, "nll": nll, "per_class": {"mel": {"recall": 0.5}}}
     (folder / "metrics.json").write_text(json.dumps({"val": val}))
     (folder / "best.pt").write_text(name)
 

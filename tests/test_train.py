@@ -16,13 +16,14 @@ import pandas as pd
 import pytest
 import torch
 
-from core.calibration import apply_temperature
 from core.config import load_config
 from core.data.images import ImageRef, load_rgb
 from core.data.metadata import find_metadata, read_metadata
-from core.metrics import classification_metrics, evaluate_run, read_predictions
+from core.evaluation import classification_metrics, evaluate_run
+from core.evaluation.calibration import apply_temperature
 from core.predict import load_run, predict_images
 from core.predict import main as predict_cli
+from core.results import read_predictions
 from core.tracking import TRACKERS, final_figures
 from core.train import dihedral_views, fit
 from core.train import main as train_cli

@@ -25,7 +25,7 @@ from core.data.cache import DecodedImages, cache_key, default_cache_dir
 from core.data.dataset import Ham10000, load_dataset
 from core.data.images import load_rgb
 from core.data.pairs import PAIR_COLUMNS
-from core.external import GROUND_TRUTH_NAMES, load_external
+from core.evaluation.external import GROUND_TRUTH_NAMES, load_external
 from core.io import atomic_write
 from core.log import progress
 from core.model import build_model

@@ -6,9 +6,9 @@ from __future__ import annotations
 import panel as pn
 import param
 
-from core.calibration import apply_temperature
+from core.evaluation.calibration import apply_temperature
+from core.evaluation.metrics import at_threshold, threshold_curve
 from core.labels import MEL, PROB_COLUMNS
-from core.metrics import at_threshold, threshold_curve
 from core.results import read_metrics
 from dashboards.plots import AT, threshold_plots
 from dashboards.results import load_predictions

@@ -1,6 +1,6 @@
 """An ensemble of arms: the mean of their probabilities, evaluated like any run.
 
-    python -m core.ensemble --sweep RESULTS/SWEEP --arms baseline sampler b2_mel_select [--name NAME]
+    python -m core.evaluation.ensemble --sweep RESULTS/SWEEP --arms baseline sampler b2_mel_select [--name NAME]
 
 Writes RESULTS/SWEEP/<name>/ (default `ensemble_<arm>+<arm>...`) with predictions_val.csv,
 predictions_test.csv, splits.csv, config.json (the members) and metrics.json (everything a
@@ -18,25 +18,25 @@ import pandas as pd
 
 from core import results
 from core.data.metadata import DatasetError, find_metadata, read_metadata
+from core.evaluation import evaluate_run
 from core.log import add_verbosity_flags, setup_logging
-from core.metrics import evaluate_run, predictions_frame, read_predictions
 
 SPLITS = ("val", "test")
 
 
 def mean_predictions(run_dirs: list[Path], split: str) -> pd.DataFrame:
     """The members' predictions on one split, averaged image by image (aligned by image_id)."""
-    y, first, frame = read_predictions(results.predictions_path(run_dirs[0], split))
+    y, first, frame = results.read_predictions(results.predictions_path(run_dirs[0], split))
     ids = frame["image_id"]
     total = first.copy()
     for run in run_dirs[1:]:
-        _, probs, other = read_predictions(results.predictions_path(run, split))
+        _, probs, other = results.read_predictions(results.predictions_path(run, split))
         order = other.set_index("image_id").index.get_indexer(ids)
         if len(other) != len(ids) or (order < 0).any():
             raise ValueError(f"{run.name} and {run_dirs[0].name} were evaluated on different {split} images: "
                              "ensemble arms of one sweep")
         total += probs[order]
-    return predictions_frame(ids, y, total / len(run_dirs))
+    return results.predictions_frame(ids, y, total / len(run_dirs))
 
 
 def test_info(sweep: Path, splits: pd.DataFrame) -> pd.DataFrame:
@@ -86,7 +86,7 @@ def _add_summary_row(sweep: Path, name: str, metrics: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.ensemble", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m core.evaluation.ensemble", description=__doc__.split("\n\n")[0])
     p.add_argument("--sweep", type=Path, required=True, help="RESULTS/SWEEP, a finished (or partly finished) sweep")
     p.add_argument("--arms", nargs="+", required=True, help="two or more finished arms")
     p.add_argument("--name", help="the ensemble's folder name (default ensemble_<arm>+<arm>...)")

@@ -1,5 +1,12 @@
 """External test set: a trained run scored on the ISIC 2018 Task 3 test images (1511 images).
 
+    python -m core.evaluation.external --external DIR (--run RUN_DIR [RUN_DIR ...] | --sweep SWEEP_DIR)
+                                       [--labels FILE] [--tta] [--batch-size N]
+
+DIR holds ISIC2018_Task3_Test_GroundTruth.csv (HAM10000 metadata or the challenge's
+one-hot format) and the images, unpacked or as ISIC2018_Task3_Test_Images.zip (what
+`python -m core.data download` fetches). Exit status 2 on bad input, 1 when a run failed.
+
 The ISIC 2018 challenge's Task 3 test set was held out from HAM10000 (the challenge's
 training set) and comes mostly from the same sources (the Dataverse record says so): it
 tests a run on images its split never saw, not on another population. Its ground truth
@@ -18,6 +25,8 @@ per-class recalls), sits beside the run's internal test figures.
 """
 from __future__ import annotations
 
+import argparse
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,18 +34,19 @@ import numpy as np
 import pandas as pd
 from torch.utils.data import DataLoader
 
-from core import devices, io, results
-from core.bootstrap import confidence_intervals, interval_text
+from core import devices, results
 from core.config import from_dict
 from core.data.cache import DecodedImages
 from core.data.images import ImageRef, index_images
 from core.data.lesions import LesionDataset
 from core.data.metadata import REQUIRED_COLUMNS, DatasetError, header_columns, is_synthetic, read_metadata
 from core.data.transforms import eval_transform, stored_side
+from core.evaluation.bootstrap import confidence_intervals, interval_text
+from core.evaluation.metrics import at_threshold, classification_metrics, interval_thresholds
+from core.evaluation.subgroups import subgroup_columns, subgroup_report
 from core.labels import CLASS_INDEX, CLASSES, MEL
-from core.metrics import at_threshold, classification_metrics, interval_thresholds, predictions_frame
-from core.predict import TrainedModel
-from core.subgroups import subgroup_columns, subgroup_report
+from core.log import add_verbosity_flags, setup_logging
+from core.predict import TrainedModel, load_run
 from core.train import predict
 
 GROUND_TRUTH_NAMES = ("ISIC2018_Task3_Test_GroundTruth.csv", "ISIC2018_Task3_Test_GroundTruth.tab")
@@ -308,16 +318,16 @@ def evaluate_external(run_dir: str | Path, trained: TrainedModel, external: Exte
         result["tta"] = {"views": "8 dihedral (4 quarter turns, each also mirrored), probabilities averaged",
                          **_evaluate_and_write(run_dir, trained, external, batch_size, tta=True),
                          "internal_test": internal.get("tta", {}).get("test")}
-    io.write_json(run_dir / results.EXTERNAL_METRICS, result)
+    results.write_external_metrics(run_dir, result)
     return result
 
 
 def _evaluate_and_write(run_dir: Path, trained: TrainedModel, external: ExternalSet, batch_size: int,
                         tta: bool) -> dict:
     probs = predict_external(trained, external, batch_size, tta)
-    name = results.EXTERNAL_PREDICTIONS.replace(".csv", "_tta.csv") if tta else results.EXTERNAL_PREDICTIONS
-    io.write_csv(run_dir / name, predictions_frame(external.image_ids, external.labels, probs))
-    return {"predictions": name, **external_figures(external, probs, trained)}
+    frame = results.predictions_frame(external.image_ids, external.labels, probs)
+    path = results.write_predictions(run_dir, results.EXTERNAL, frame, "_tta" if tta else "")
+    return {"predictions": path.name, **external_figures(external, probs, trained)}
 
 
 def _internal_metrics(run_dir: Path) -> dict:
@@ -368,3 +378,63 @@ def comparison_table(result: dict) -> str:
 
 def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core.evaluation.external", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--external", type=Path, required=True, metavar="DIR",
+                        help="folder holding the ISIC 2018 Task 3 test images and ground truth")
+    runs = parser.add_mutually_exclusive_group(required=True)
+    runs.add_argument("--run", type=Path, nargs="+", metavar="RUN_DIR", help="finished run folder(s) (hold best.pt)")
+    runs.add_argument("--sweep", type=Path, metavar="SWEEP_DIR", help="every arm of this sweep that holds best.pt")
+    parser.add_argument("--labels", type=Path, metavar="FILE",
+                        help="the ground-truth table, when it is not ISIC2018_Task3_Test_GroundTruth.csv under DIR")
+    parser.add_argument("--tta", action="store_true",
+                        help="also predict with 8-view flip/rot90 test-time augmentation (reported beside)")
+    parser.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per batch (default 64)")
+    return add_verbosity_flags(parser)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args)
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+    try:
+        run_dirs = sweep_runs(args.sweep) if args.sweep else args.run
+        missing = [str(r) for r in run_dirs if not (r / results.CHECKPOINT).is_file()]
+        if missing:
+            raise DatasetError(f"no {results.CHECKPOINT} in {', '.join(missing)}: not finished run folder(s)")
+        external = load_external(args.external, args.labels)
+    except DatasetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    info = external.ground_truth
+    print(f"external: {len(info.frame)} images from {info.path} ({info.format}); {info.lesion_note()}")
+    print(TABLE_NOTE)
+    failed = [run for run in run_dirs if not _evaluate_one(run, external, args.batch_size, args.tta)]
+    if failed:
+        print(f"error: {len(failed)} run(s) failed: {', '.join(str(r) for r in failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _evaluate_one(run_dir: Path, external: ExternalSet, batch_size: int, tta: bool) -> bool:
+    try:
+        trained = load_run(run_dir)
+        result = evaluate_external(run_dir, trained, external, batch_size, tta)
+    except (OSError, ValueError, KeyError) as e:  # DatasetError and ImageError are ValueErrors
+        print(f"error: {run_dir}: {e}", file=sys.stderr)
+        return False
+    print(f"\n{run_dir}" + ("  [trained on SYNTHETIC demo data]" if result["synthetic_training_data"] else "")
+          + ("  [external set is SYNTHETIC]" if result["external_data"]["synthetic"] else ""))
+    print(comparison_table(result))
+    print(f"  -> {run_dir / results.EXTERNAL_METRICS}")
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(main())

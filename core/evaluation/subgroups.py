@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.bootstrap import LEVEL, point_figures
+from core.evaluation.bootstrap import LEVEL, point_figures
 from core.labels import MEL
 
 ATTRIBUTES = ("sex", "age_band", "localization", "dataset", "dx_type")

@@ -1,4 +1,4 @@
-"""Paired comparison of two runs on the same test set: `python -m core.compare RUN_A RUN_B`.
+"""Paired comparison of two runs on the same test set: `python -m core.evaluation.compare RUN_A RUN_B`.
 
 Prints (or writes with --out) B minus A for accuracy, balanced accuracy, macro-F1, per-class
 recall and melanoma AUC, each with a lesion-level paired bootstrap 95% interval, and
@@ -13,15 +13,14 @@ import sys
 from pathlib import Path
 
 from core import io, results
-from core.bootstrap import REPLICATES, paired_comparison
+from core.evaluation.bootstrap import REPLICATES, paired_comparison
 from core.log import add_verbosity_flags, setup_logging
-from core.metrics import read_predictions
 
 
 def compare_runs(run_a: str | Path, run_b: str | Path, replicates: int = REPLICATES, seed: int = 0) -> dict:
     run_a, run_b = Path(run_a), Path(run_b)
-    y_a, probs_a, frame_a = read_predictions(results.predictions_path(run_a, "test"))
-    _, probs_b, frame_b = read_predictions(results.predictions_path(run_b, "test"))
+    y_a, probs_a, frame_a = results.read_predictions(results.predictions_path(run_a, "test"))
+    _, probs_b, frame_b = results.read_predictions(results.predictions_path(run_b, "test"))
     order = frame_b.set_index("image_id").index.get_indexer(frame_a["image_id"])
     if len(frame_a) != len(frame_b) or (order < 0).any():
         raise ValueError(f"{run_a.name} and {run_b.name} were tested on different images: "
@@ -33,7 +32,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path, replicates: int = REPLICA
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.compare", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m core.evaluation.compare", description=__doc__.split("\n\n")[0])
     p.add_argument("run_a", type=Path, help="the reference run folder (e.g. RESULTS/<sweep>/baseline)")
     p.add_argument("run_b", type=Path, help="the run compared with it")
     p.add_argument("--replicates", type=int, default=REPLICATES)

@@ -1,15 +1,14 @@
-"""Evaluation: classification metrics, melanoma operating points, predictions files.
+"""Classification figures, model selection, melanoma operating points, and `evaluate_run`.
 
 Every figure in metrics.json is a function of predictions_val.csv, predictions_test.csv
 and (for the lesion-level intervals and subgroups) the test images' metadata rows:
-`evaluate_run(read_predictions(val)[2], read_predictions(test)[2], test_info, replicates, seed)`
-recomputes it.
+`evaluate_run(results.read_predictions(val)[2], results.read_predictions(test)[2], test_info,
+replicates, seed)` recomputes it.
 """
 
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,13 +22,13 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from core.bootstrap import REPLICATES, confidence_intervals
-from core.calibration import apply_temperature, calibration_report
-from core.labels import CLASS_INDEX, CLASSES, MEL, NUM_CLASSES, PROB_COLUMNS
-from core.subgroups import subgroup_columns, subgroup_report
+from core import results
+from core.evaluation.bootstrap import REPLICATES, confidence_intervals
+from core.evaluation.calibration import apply_temperature, calibration_report
+from core.evaluation.subgroups import subgroup_columns, subgroup_report
+from core.labels import CLASSES, MEL, NUM_CLASSES
 
 LABELS = list(range(NUM_CLASSES))
-PREDICTION_COLUMNS = ("image_id", "dx", *PROB_COLUMNS)
 TARGET_RECALLS = (0.85, 0.90, 0.95)
 
 
@@ -96,18 +95,18 @@ def _binary_auc(is_pos: np.ndarray, score: np.ndarray) -> float | None:
 
 # ---------------------------------------------------------------- model selection
 
-# Selection names used by the configs (and history.csv columns) -> reader of
-# classification_metrics output.
-SELECTION_METRICS = {
-    "val_acc": lambda m: m["accuracy"],
-    "val_macro_f1": lambda m: m["macro_f1"],
-    "val_mel_recall": lambda m: m["per_class"]["mel"]["recall"],
-}
+def validation_scores(val: dict) -> dict:
+    """history.csv's validation columns, from `classification_metrics` of the validation images;
+    `select_on` names one of them (core/choices.py SELECTION_METRICS)."""
+    return {"val_loss": val["nll"], "val_acc": val["accuracy"], "val_macro_f1": val["macro_f1"],
+            "val_mel_recall": val["per_class"]["mel"]["recall"], "val_balanced_acc": val["balanced_accuracy"]}
 
 
-def selection_key(metrics: dict, val_loss: float, name: str) -> tuple[float, float]:
-    """Key to maximise when picking the checkpoint: the metric, then the lower val loss."""
-    return (SELECTION_METRICS[name](metrics), -val_loss)
+def selection_key(val: dict, select_on: str) -> tuple[float, float]:
+    """Key to maximise when picking the checkpoint (or an arm's best sample) from `classification_metrics`
+    of the validation images: the `select_on` score, then the lower validation loss."""
+    scores = validation_scores(val)
+    return (scores[select_on], -scores["val_loss"])
 
 
 # ---------------------------------------------------------------- melanoma threshold
@@ -241,49 +240,6 @@ def _operating_point(target: float, chosen_on: tuple, reported_on: tuple) -> dic
     return {"target_recall": target, **at_threshold(*reported_on, t)}
 
 
-# ---------------------------------------------------------------- predictions files
-
-
-def predictions_frame(image_ids, y_true: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
-    """The predictions_*.csv table: image_id, dx (class name), p_akiec .. p_vasc."""
-    frame = pd.DataFrame(np.asarray(probs, dtype=float), columns=list(PROB_COLUMNS))
-    frame.insert(0, "dx", [CLASSES[i] for i in np.asarray(y_true, dtype=int)])
-    frame.insert(0, "image_id", list(image_ids))
-    return frame
-
-
-def read_predictions(path: str | Path) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-    """Read and validate a predictions file; return (y_true, probs, frame)."""
-    frame = pd.read_csv(path, dtype={"image_id": str})
-    y_true, probs = _validated(frame, str(path))
-    return y_true, probs, frame
-
-
-def _validated(frame: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarray]:
-    """(y_true, probs) of a predictions frame, or ValueError saying what is wrong."""
-    missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{source}: missing columns {missing}; expected {list(PREDICTION_COLUMNS)}")
-    if frame.empty:
-        raise ValueError(f"{source}: no rows")
-    unknown = sorted(set(frame["dx"].astype(str)) - set(CLASSES))
-    if unknown:
-        raise ValueError(f"{source}: unknown dx values {unknown}; expected one of {list(CLASSES)}")
-    probs = frame[list(PROB_COLUMNS)].to_numpy(dtype=float)
-    if not np.isfinite(probs).all() or (probs < 0).any() or (probs > 1).any():
-        raise ValueError(f"{source}: probabilities must be finite and in [0, 1]")
-    sums = probs.sum(axis=1)
-    bad = np.flatnonzero(np.abs(sums - 1) > 1e-3)
-    if len(bad):
-        i = bad[0]
-        raise ValueError(
-            f"{source}: probabilities of {len(bad)} rows do not sum to 1 "
-            f"(first: row {i}, image_id {frame['image_id'].iloc[i]!r}, sum {sums[i]:.4f})"
-        )
-    y_true = frame["dx"].map(CLASS_INDEX).to_numpy(dtype=int)
-    return y_true, probs
-
-
 def evaluate_run(pred_val: pd.DataFrame, pred_test: pd.DataFrame, test_info: pd.DataFrame | None = None,
                  replicates: int = REPLICATES, seed: int = 0) -> dict:
     """The content of metrics.json, from the validation and test predictions.
@@ -291,8 +247,8 @@ def evaluate_run(pred_val: pd.DataFrame, pred_test: pd.DataFrame, test_info: pd.
     `test_info` (the test images' metadata rows, indexed by image_id, with lesion_id) adds
     lesion-level bootstrap intervals of the test figures and the subgroup table, seeded by `seed`.
     """
-    val_y, val_probs = _validated(pred_val, "validation predictions")
-    test_y, test_probs = _validated(pred_test, "test predictions")
+    val_y, val_probs = results.prediction_arrays(pred_val, "validation predictions")
+    test_y, test_probs = results.prediction_arrays(pred_test, "test predictions")
     points = operating_points(val_y, val_probs, test_y, test_probs)
     calibration = calibration_report(val_y, val_probs, test_y, test_probs)
     result = {
