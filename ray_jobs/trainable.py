@@ -10,10 +10,12 @@ for good records why, and its retries stop at once (`ray_jobs.permanent`).
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 import ray
 import ray.train
 import ray.train.torch
@@ -84,8 +86,7 @@ def train_worker(config: dict) -> None:
 
         def report(epoch: int, row: dict, state: dict) -> None:
             faults.maybe_kill(epoch, cfg.name)
-            # Beside the history row: the metric this arm selects on, by name and value (the console's table).
-            row = {**row, "select_on": cfg.select_on, "select_value": row[cfg.select_on]}
+            row = tune_row(row, cfg)
             if rank != 0:
                 ray.train.report(row)  # every rank reports: it is a barrier
                 return
@@ -102,6 +103,12 @@ def train_worker(config: dict) -> None:
             raise PackedOutOfMemory(out_of_memory_message(cfg.name, config["gpus"] or 1.0, e)) from None
         if rank == 0:
             storage.put_dir(run_dir, config["out"])
+
+
+def tune_row(row: dict, cfg: RunConfig) -> dict:
+    """What a trial reports each epoch: the history row, and beside it the metric the arm selects
+    on, by name and value (the console's table)."""
+    return {**row, "select_on": cfg.select_on, "select_value": row[cfg.select_on]}
 
 
 def resume_state(checkpoint: Checkpoint | None) -> dict | None:
@@ -138,7 +145,10 @@ def run_trial(config: dict) -> None:
     # A run already written (or its arm's samples already settled) is not trained again, even
     # if Tune's experiment state was saved before it finished and the sweep was resumed.
     settled = {arm_dir} if sweep["samples"] > 1 else set()
-    if any(storage.exists(storage.join(folder, results.METRICS)) for folder in {out} | settled):
+    if storage.exists(storage.join(out, results.METRICS)):
+        report_unseen_epochs(storage.join(train_storage(sweep), f"{arm}-{trial_id}"), out, cfg)
+        return
+    if any(storage.exists(storage.join(folder, results.METRICS)) for folder in settled):
         return
     permanent.raise_if_recorded(out)  # an earlier attempt failed for good: the same error, and no training
     try:
@@ -146,6 +156,25 @@ def run_trial(config: dict) -> None:
     except Exception as e:
         permanent.record_if_permanent(out, e, cfg)
         raise
+
+
+def train_storage(sweep: dict) -> str:
+    """Where the trials' Train runs keep their checkpoints, each in <arm>-<trial id>/."""
+    return storage.join(sweep["results"], "ray", "train")
+
+
+def report_unseen_epochs(train_run: str, out: str, cfg: RunConfig) -> None:
+    """Report the epochs of a finished run that came after its Train run's latest checkpoint.
+
+    That is a run that finished after the driver last saved Tune's state, and whose driver was
+    then killed: the resumed trial lands here, and without this its last epochs would never
+    reach Tune or the trackers (an uninterrupted Train run resumed from that checkpoint would
+    report exactly these)."""
+    latest = ray.train.Result.from_path(train_run).metrics if storage.exists(train_run) else None
+    seen = int((latest or {}).get("epoch", 0))
+    history = pd.read_csv(io.StringIO(storage.read_text(storage.join(out, results.HISTORY))))
+    for row in history[history["epoch"] > seen].to_dict("records"):
+        ray.tune.report(tune_row(row, cfg))
 
 
 def train(config: dict, cfg: RunConfig, out: str, trial_id: str) -> None:
@@ -173,7 +202,7 @@ def train(config: dict, cfg: RunConfig, out: str, trial_id: str) -> None:
         run_config=ray.train.RunConfig(
             # 2. One run name per trial: a Tune-level retry resumes it from its last checkpoint.
             name=f"{arm}-{trial_id}",
-            storage_path=storage.join(sweep["results"], "ray", "train"),
+            storage_path=train_storage(sweep),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
             failure_config=ray.train.FailureConfig(max_failures=0),  # retries belong to Tune
             # Train's INFO lines (every checkpoint and report, the worker group's start) go to Ray's
