@@ -77,7 +77,7 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # bf16 (or fp16 with a grad scaler) on CUDA; ignored on CPU
     channels_last: bool = True  # NHWC model and batches (faster on CUDA and CPU)
-    augment: str = "auto"  # cpu (DataLoader workers) | device (whole batches on the GPU) | auto: device on CUDA
+    augment: str = "auto"  # cpu (DataLoader workers) | device (whole batches where the model runs) | auto: device
     compile: bool = False  # torch.compile the model (the first epoch pays the compile time)
 
     @property

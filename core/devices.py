@@ -23,6 +23,7 @@ def memory_format(channels_last: bool) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
-def augments_on_device(choice: str, device: torch.device) -> bool:
-    """`augment: device`, or `auto` on CUDA: batches are augmented where the model runs."""
-    return choice == "device" or (choice == "auto" and device.type == "cuda")
+def augments_on_device(choice: str) -> bool:
+    """`augment: device` or `auto`: whole batches augmented where the model runs, the faster path on
+    CUDA and on the CPU alike (benchmarks/cpu_step.py); `cpu` keeps the DataLoader's workers."""
+    return choice != "cpu"

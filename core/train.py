@@ -141,7 +141,7 @@ def make_loaders(cfg: RunConfig, data: Data, device: torch.device) -> tuple:
     # Evaluation shards are padded to equal size; `predict` gathers and de-duplicates by index.
     samplers = {"train": train_sampler, **{name: DistributedSampler(getattr(data, name), world, rank, shuffle=False)
                                            for name in ("val", "test")}}
-    if devices.augments_on_device(cfg.augment, device):
+    if devices.augments_on_device(cfg.augment):
         evaluate = EvalTransform(cfg.image_size, data.mean, data.std)
         transforms = {"train": TrainAugment(cfg.image_size, cfg.random_resized_crop, data.mean, data.std,
                                             cfg.auto_augment),

@@ -1,6 +1,6 @@
 """Sweeps for tests, built without Ray.
 
-`build_smoke_sweep` trains every study arm with `core.train` (smoke profile, augment=device) and
+`build_smoke_sweep` trains every study arm with `core.train` (smoke profile, `augment=device` named) and
 writes the sweep files a Ray sweep writes: summary.csv, splits.csv, sweep.json.
 `fake_arm` writes a run folder from random predictions in milliseconds, finished
 (with metrics.json) or still running (config and a partial history only); `make_sweep`
@@ -44,7 +44,6 @@ def build_smoke_sweep(sweep_dir: Path, data_root: Path, arms: list[str] | None =
     try:
         for arm in arms or arm_names():
             start = time.perf_counter()
-            # augment=device: the batch path on CPU tensors (the Ray tests train on the CPU loader path)
             status = train(["--config", str(CONFIGS / f"{arm}.yaml"), "--data-root", str(data_root),
                             "--out", str(sweep_dir / arm), "--profile", "smoke", "--set", "augment=device"])
             assert status == 0, f"smoke training of {arm} failed"

@@ -187,7 +187,7 @@ def test_device_batches_draw_exactly_the_dataloaders_indices(kind, rank):
         make = lambda: DistributedSampler(data, world, rank, shuffle=kind != "eval", seed=5)  # noqa: E731
     drop_last = kind != "eval"
     reference = DataLoader(data, sampler=make(), batch_size=16, drop_last=drop_last)
-    store = ImageStore(device_batches.stacked(data.images), torch.device("cpu"))
+    store = ImageStore(device_batches.stacked(data.images, torch.device("cpu")), torch.device("cpu"))
     ours = DeviceBatches(data, store, make(), 16, drop_last, transform=lambda x: x)
     for epoch in (1, 2):
         expected = batch_indices(reference, epoch)

@@ -86,8 +86,8 @@ def interrupted_after(epoch: int, cfg, data_root, out) -> dict:
     return saved
 
 
-def test_runs_are_deterministic_and_resume_exactly(demo_root, tmp_path):
-    cfg = smoke(epochs=3)
+def test_runs_are_deterministic_and_resume_exactly_on_the_dataloader_path(demo_root, tmp_path):
+    cfg = smoke(epochs=3, augment="cpu")  # the batch path's resume is best_single's test below
     whole = fit(cfg, demo_root, tmp_path / "whole")
     checkpoint = interrupted_after(2, cfg, demo_root, tmp_path / "resumed")
     resumed = fit(cfg, demo_root, tmp_path / "resumed", resume=checkpoint)

@@ -2,8 +2,9 @@
 
 `DeviceBatches` iterates like the DataLoader it replaces: the same sampler (shuffled,
 weighted or DDP-sharded), the same `BatchSampler(sampler, batch_size, drop_last)`, and
-items `(images, labels, indices)`. The images live in device memory when they fit in the
-measured free memory, else in host memory, each batch pinned and copied without blocking.
+items `(images, labels, indices)`. On a GPU the images live in its memory when they fit in
+the measured free memory, else in host memory, each batch pinned and copied without
+blocking. On the CPU (`augment: auto` there too) the cache stays memory-mapped.
 """
 from __future__ import annotations
 
@@ -22,10 +23,12 @@ log = logging.getLogger(__name__)
 DEVICE_SHARE = 0.5  # of the free device memory the images of one run may take; the rest is for the model
 
 
-def stacked(images: Sequence[np.ndarray]) -> np.ndarray:
-    """(N, H, W, 3) uint8 array of a dataset's images (one read of a memory-mapped cache)."""
+def stacked(images: Sequence[np.ndarray], device: torch.device) -> np.ndarray:
+    """(N, H, W, 3) uint8 array of a dataset's images. A memory-mapped cache is read once, into
+    memory, for a GPU; on the CPU it stays mapped, shared with every process on the machine."""
     if isinstance(images, ImageCache):
-        return np.array(np.load(images.path, mmap_mode="r"))  # one sequential read, into memory
+        mapped = np.load(images.path, mmap_mode="r")
+        return mapped if device.type == "cpu" else np.array(mapped)  # one sequential read
     return np.stack([images[i] for i in range(len(images))]) if len(images) else np.zeros((0, 1, 1, 3), np.uint8)
 
 
@@ -38,19 +41,25 @@ def fits_on_device(nbytes: int, device: torch.device) -> tuple[bool, str]:
 
 
 class ImageStore:
-    """uint8 (N, H, W, 3) images on `device`, or (resident=False) in host memory, each batch copied to a
-    pinned buffer and on to the device without blocking. (Pinning the whole store would buy nothing:
-    indexing a batch out of it makes an unpinned copy.)"""
+    """uint8 (N, H, W, 3) images on `device`: on the CPU, the array given, without a copy; on a GPU,
+    in its memory, or (resident=False) in host memory, each batch copied to a pinned buffer and on
+    to the device without blocking. (Pinning the whole store would buy nothing: indexing a batch
+    out of it makes an unpinned copy.)"""
 
     def __init__(self, images: np.ndarray, device: torch.device, resident: bool = True):
         self.device, self.resident = device, resident
-        host = torch.from_numpy(images)
-        self.images = host.to(device) if resident else host
+        if device.type == "cpu":
+            self.images = images  # indexed as it is: often a read-only memory map of the cache
+        else:
+            host = torch.from_numpy(images)
+            self.images = host.to(device) if resident else host
 
     def __len__(self) -> int:
         return len(self.images)
 
     def batch(self, index: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cpu":
+            return torch.from_numpy(self.images[index.numpy()])  # a copy: the batch's own memory
         if self.resident:
             return self.images[index.to(self.device)]
         batch = self.images[index]
@@ -82,7 +91,7 @@ class DeviceBatches:
 def device_loaders(parts: Sequence[tuple], batch_size: int, device: torch.device) -> list[DeviceBatches]:
     """DeviceBatches for each (dataset, sampler, drop_last, transform), all held where the measured
     free memory allows: every split on the device, or every split in host memory."""
-    arrays = [stacked(dataset.images) for dataset, *_ in parts]
+    arrays = [stacked(dataset.images, device) for dataset, *_ in parts]
     nbytes = sum(a.nbytes for a in arrays)
     resident, measured = fits_on_device(nbytes, device)
     where = f"{device} memory" if resident else "host memory, each batch pinned and copied"
