@@ -97,6 +97,12 @@ def unit_length(features: torch.Tensor) -> torch.Tensor:
 def ood_features(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
     """(B, D) per image: the pooled pre-logit features, then each backbone stage's channel means
     and standard deviations over the image (timm's `feature_info` stages), each block at unit length."""
+    return features_and_logits(model, images)[0]
+
+
+def features_and_logits(model: torch.nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`ood_features` and the model's logits, from one forward pass (in eval mode the logits are
+    timm's classifier on the pre-logits)."""
     stages = [model.get_submodule(info["module"]) for info in getattr(model, "feature_info", [])]
     maps = []
     hooks = [stage.register_forward_hook(lambda module, args, out: maps.append(out)) for stage in stages]
@@ -106,4 +112,4 @@ def ood_features(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
         for hook in hooks:
             hook.remove()
     blocks = [pre_logits] + [m.float().mean((2, 3)) for m in maps] + [m.float().std((2, 3), correction=0) for m in maps]
-    return torch.cat([unit_length(b.float()) for b in blocks], dim=1)
+    return torch.cat([unit_length(b.float()) for b in blocks], dim=1), model.get_classifier()(pre_logits)

@@ -29,7 +29,7 @@ from core.gradcam import compute_cams, overlay
 from core.labels import CLASS_INDEX, CLASSES, MEL
 from core.log import add_verbosity_flags, setup_logging
 from core.model import build_model
-from core.ood import FeatureDistance, ood_features
+from core.ood import FeatureDistance, features_and_logits
 
 
 @dataclass
@@ -86,29 +86,42 @@ def predict_images(trained: TrainedModel, images: list[Image.Image]) -> np.ndarr
 
 
 @torch.no_grad()
+def predict_and_screen(trained: TrainedModel, images: list[Image.Image]) -> tuple[np.ndarray, list[dict] | None]:
+    """Softmax probabilities (N, 7) and, per image, the out-of-distribution screen (None for a run
+    without ood.npz), from one forward pass."""
+    features, logits = features_and_logits(trained.model, trained.inputs(images))
+    probs = torch.softmax(logits.float(), dim=1).numpy()
+    if trained.ood is None:
+        return probs, None
+    scores = trained.ood.score(features.numpy())
+    return probs, [{"score": round(float(s), 3), "threshold": round(trained.ood.threshold, 3),
+                    "flagged": bool(s > trained.ood.threshold),
+                    "test_false_alarm_rate": round(trained.ood.test_false_alarm_rate, 4)} for s in scores]
+
+
 def out_of_distribution(trained: TrainedModel, images: list[Image.Image]) -> list[dict] | None:
     """Per image: its feature-space distance from the training images, and whether it passes the
     threshold that flags 5% of validation images (None for a run without ood.npz)."""
-    if trained.ood is None:
-        return None
-    scores = trained.ood.score(ood_features(trained.model, trained.inputs(images)).numpy())
-    return [{"score": round(float(s), 3), "threshold": round(trained.ood.threshold, 3),
-             "flagged": bool(s > trained.ood.threshold),
-             "test_false_alarm_rate": round(trained.ood.test_false_alarm_rate, 4)} for s in scores]
+    return predict_and_screen(trained, images)[1]
 
 
-def warnings(result: dict) -> list[str]:
-    """What a reader of this prediction must know before trusting it."""
-    lines = []
+WARNING_TITLES = {"synthetic_training_data": "SYNTHETIC training data.", "out_of_distribution": "Out of distribution."}
+
+
+def warnings(result: dict) -> dict[str, str]:
+    """What a reader of this prediction must know before trusting it, by kind (each with its
+    title in WARNING_TITLES): the command line's stderr and the Predict tab's banners say these."""
+    found = {}
     if result["synthetic_training_data"]:
-        lines.append("this arm was trained on SYNTHETIC demo data: it has never seen a real skin lesion, and its "
-                     "prediction says nothing about this image")
+        found["synthetic_training_data"] = ("This arm learned from the built-in demo data and has never seen a real "
+                                            "skin lesion: its prediction says nothing about this image.")
     ood = result.get("out_of_distribution")
     if ood and ood["flagged"]:
-        lines.append(f"the image is unlike the arm's training images (feature distance {ood['score']:.1f} > "
-                     f"{ood['threshold']:.1f}, a threshold that flags {ood['test_false_alarm_rate']:.0%} of held-out "
-                     "test images): treat the prediction as unreliable")
-    return lines
+        found["out_of_distribution"] = (
+            f"This image is unlike the arm's training images (feature distance {ood['score']:.1f} > "
+            f"{ood['threshold']:.1f}, a threshold that flags {ood['test_false_alarm_rate']:.0%} of its held-out "
+            "test images): treat the prediction as unreliable.")
+    return found
 
 
 def mel_flags(trained: TrainedModel, p_mel: float) -> list[dict]:
@@ -128,9 +141,10 @@ def calibrated(trained: TrainedModel, probs: np.ndarray) -> np.ndarray | None:
     return None if trained.temperature is None else apply_temperature(probs[None], trained.temperature)[0]
 
 
-def describe(trained: TrainedModel, name: str, image: Image.Image, probs: np.ndarray) -> dict:
-    """The flags use the plain P(mel), on which the thresholds were chosen; calibrated ones are beside.
-    `warnings` says what makes the prediction untrustworthy (synthetic training data, an unfamiliar image)."""
+def describe(trained: TrainedModel, name: str, probs: np.ndarray, screen: dict | None = None) -> dict:
+    """One image's prediction (`probs` and `screen` from `predict_and_screen`). The flags use the plain
+    P(mel), on which the thresholds were chosen; calibrated ones are beside. `warnings` says what makes
+    the prediction untrustworthy (synthetic training data, an unfamiliar image)."""
     out = {
         "image": name,
         "probabilities": {c: round(float(p), 6) for c, p in zip(CLASSES, probs)},
@@ -139,9 +153,8 @@ def describe(trained: TrainedModel, name: str, image: Image.Image, probs: np.nda
         "mel_operating_points": mel_flags(trained, float(probs[MEL])),
         "synthetic_training_data": trained.synthetic_data,
     }
-    ood = out_of_distribution(trained, [image])
-    if ood is not None:
-        out["out_of_distribution"] = ood[0]
+    if screen is not None:
+        out["out_of_distribution"] = screen
     scaled = calibrated(trained, probs)
     if scaled is not None:
         out["calibrated_probabilities"] = {"temperature": trained.temperature,
@@ -171,15 +184,16 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"image": str(path), "error": str(e)}))
             status = 1
             continue
-        result = describe(trained, str(path), image, predict_images(trained, [image])[0])
+        probs, screens = predict_and_screen(trained, [image])
+        result = describe(trained, str(path), probs[0], screens and screens[0])
         if args.gradcam:
             target = CLASS_INDEX[args.cam_class or result["predicted"]]
             out = args.gradcam / f"{path.stem}_gradcam_{CLASSES[target]}.png"
             out.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(gradcam_overlay(trained, image, target)).save(out)
             result["gradcam"] = str(out)
-        for line in result["warnings"]:
-            print(f"WARNING ({path.name}): {line}", file=sys.stderr)
+        for kind, text in result["warnings"].items():
+            print(f"WARNING ({path.name}): {WARNING_TITLES[kind]} {text}", file=sys.stderr)
         print(json.dumps(result))
     return status
 

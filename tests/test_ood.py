@@ -8,7 +8,7 @@ import torch
 
 from core import results
 from core.labels import NUM_CLASSES
-from core.ood import VAL_QUANTILE, FeatureDistance, fit_feature_distance, ood_features
+from core.ood import VAL_QUANTILE, FeatureDistance, features_and_logits, fit_feature_distance, ood_features
 
 D = 48
 
@@ -69,6 +69,17 @@ def test_the_features_are_the_pre_logits_and_every_stages_statistics_at_unit_len
     assert not any(m._forward_hooks for m in model.modules())
 
 
+@pytest.mark.parametrize("backbone", ["test_efficientnet", "test_resnet", "test_convnext"])
+def test_one_pass_gives_the_features_and_the_models_own_logits(backbone):
+    """What lets core.predict screen and predict an image in one forward pass, for every family."""
+    model = timm.create_model(backbone, pretrained=False, num_classes=NUM_CLASSES, drop_rate=0.2).eval()
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        features, logits = features_and_logits(model, images)
+        assert torch.allclose(logits, model(images), atol=1e-5)
+        assert torch.equal(features, ood_features(model, images))
+
+
 def test_the_statistic_round_trips_through_ood_npz_as_plain_arrays(fitted, tmp_path):
     results.write_ood(tmp_path, fitted.arrays())
     again = FeatureDistance.from_arrays(results.read_ood(tmp_path))
@@ -82,3 +93,11 @@ def test_an_ood_file_holding_objects_is_refused(tmp_path):
     np.savez(tmp_path / results.OOD, mean=np.array([{"not": "an array"}], dtype=object))
     with pytest.raises(ValueError, match="allow_pickle"):
         results.read_ood(tmp_path)
+
+
+def test_an_ood_file_from_another_version_names_what_it_lacks_and_the_way_out(fitted, tmp_path):
+    arrays = {k: v for k, v in fitted.arrays().items() if k not in ("components", "noise_variance")}
+    results.write_ood(tmp_path, arrays)
+    with pytest.raises(ValueError, match="lacks components, noise_variance: written by another version of "
+                                         "dermablate; delete the run's ood.npz"):
+        FeatureDistance.from_arrays(results.read_ood(tmp_path))

@@ -277,8 +277,14 @@ def test_predict_matches_the_run_predictions(demo_root, tmp_path, capsys):
     bad.write_text("not an image")
     capsys.readouterr()  # drop the training log
     assert predict_cli(["--run", str(out), str(refs[0].path), str(bad), "--gradcam", str(tmp_path / "cams")]) == 1
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    printed = capsys.readouterr()
+    lines = [json.loads(line) for line in printed.out.splitlines()]
     assert len(lines[0]["probabilities"]) == 7 and Path(lines[0]["gradcam"]).is_file()
+    # the one forward pass that also screens the image gives the run's own probabilities
+    assert np.allclose(list(lines[0]["probabilities"].values()), probs[0], atol=1e-5)
+    assert set(lines[0]["out_of_distribution"]) == {"score", "threshold", "flagged", "test_false_alarm_rate"}
+    assert "never seen a real skin lesion" in lines[0]["warnings"]["synthetic_training_data"]
+    assert f"WARNING ({refs[0].path.name}): SYNTHETIC training data. This arm" in printed.err
     assert {p["target_recall"] for p in lines[0]["mel_operating_points"]} <= {0.85, 0.9, 0.95}
     # beside the plain probabilities: the same ones scaled by the temperature fitted on validation
     calibrated = lines[0]["calibrated_probabilities"]

@@ -7,7 +7,7 @@ import pandas as pd
 import panel as pn
 
 from core.labels import CLASS_INDEX, CLASS_NAMES, CLASSES, MEL
-from core.predict import calibrated, describe, gradcam_overlay, mel_flags, predict_images
+from core.predict import WARNING_TITLES, calibrated, describe, gradcam_overlay, mel_flags, predict_and_screen
 from core.results import CHECKPOINT
 from dashboards.cams import trained_model
 from dashboards.figures import probability_figure
@@ -28,22 +28,13 @@ def flags_text(trained, p_mel: float) -> str:
     return "\n".join(lines)
 
 
+BANNERS = {"synthetic_training_data": ("warning", "synthetic-banner"), "out_of_distribution": ("danger", "ood-warning")}
+
+
 def trust_banners(described: dict) -> list[pn.pane.Alert]:
-    """The synthetic-data banner and the out-of-distribution warning, above the prediction."""
-    banners = []
-    if described["synthetic_training_data"]:
-        banners.append(pn.pane.Alert(
-            "**SYNTHETIC training data.** This arm learned from the built-in demo blobs and has never seen a real "
-            "skin lesion: its prediction says nothing about this image.", alert_type="warning",
-            css_classes=["synthetic-banner"]))
-    ood = described.get("out_of_distribution")
-    if ood and ood["flagged"]:
-        banners.append(pn.pane.Alert(
-            f"**Out of distribution.** This image is unlike the arm's training images: feature distance "
-            f"{ood['score']:.1f} > {ood['threshold']:.1f}, a threshold that flags "
-            f"{ood['test_false_alarm_rate']:.0%} of the arm's held-out test images. Treat the prediction as "
-            "unreliable.", alert_type="danger", css_classes=["ood-warning"]))
-    return banners
+    """core.predict's warnings (the synthetic-data banner, the out-of-distribution warning), above the prediction."""
+    return [pn.pane.Alert(f"**{WARNING_TITLES[kind]}** {text}", alert_type=BANNERS[kind][0],
+                          css_classes=[BANNERS[kind][1]]) for kind, text in described["warnings"].items()]
 
 
 def probabilities(probs, calibrated_probs=None, temperature: float | None = None) -> pd.DataFrame:
@@ -99,10 +90,11 @@ def predict_view(dash: Dashboard) -> pn.Column:
             fail(f"Cannot load arm {arm.value}: {e}")
             return
         message.visible = False
-        probs = predict_images(trained, [uploaded["image"]])[0]
+        probs, screens = predict_and_screen(trained, [uploaded["image"]])
+        probs = probs[0]
         target = None if cam_class.value == "predicted class" else CLASS_INDEX[cam_class.value]
         cam_for = CLASSES[int(probs.argmax())] if target is None else cam_class.value
-        described = describe(trained, uploaded["name"], uploaded["image"], probs)
+        described = describe(trained, uploaded["name"], probs, screens and screens[0])
         result[:] = [
             *trust_banners(described),
             pn.Row(
