@@ -80,15 +80,10 @@ def load_run(run_dir: str | Path) -> TrainedModel:
 
 
 @torch.no_grad()
-def predict_images(trained: TrainedModel, images: list[Image.Image]) -> np.ndarray:
-    """Softmax probabilities (N, 7) in CLASSES order."""
-    return torch.softmax(trained.model(trained.inputs(images)), dim=1).numpy()
-
-
-@torch.no_grad()
 def predict_and_screen(trained: TrainedModel, images: list[Image.Image]) -> tuple[np.ndarray, list[dict] | None]:
-    """Softmax probabilities (N, 7) and, per image, the out-of-distribution screen (None for a run
-    without ood.npz), from one forward pass."""
+    """Softmax probabilities (N, 7) in CLASSES order and, per image, the out-of-distribution screen
+    from one forward pass: its feature-space distance from the training images, and whether it
+    passes the threshold that flags 5% of validation images (None for a run without ood.npz)."""
     features, logits = features_and_logits(trained.model, trained.inputs(images))
     probs = torch.softmax(logits.float(), dim=1).numpy()
     if trained.ood is None:
@@ -97,12 +92,6 @@ def predict_and_screen(trained: TrainedModel, images: list[Image.Image]) -> tupl
     return probs, [{"score": round(float(s), 3), "threshold": round(trained.ood.threshold, 3),
                     "flagged": bool(s > trained.ood.threshold),
                     "test_false_alarm_rate": round(trained.ood.test_false_alarm_rate, 4)} for s in scores]
-
-
-def out_of_distribution(trained: TrainedModel, images: list[Image.Image]) -> list[dict] | None:
-    """Per image: its feature-space distance from the training images, and whether it passes the
-    threshold that flags 5% of validation images (None for a run without ood.npz)."""
-    return predict_and_screen(trained, images)[1]
 
 
 WARNING_TITLES = {"synthetic_training_data": "SYNTHETIC training data.", "out_of_distribution": "Out of distribution."}

@@ -16,7 +16,7 @@ from core.data.dataset import load_dataset
 from core.data.images import ImageRef, load_rgb
 from core.explain import cam_mass_on_lesions, cam_mass_summary
 from core.explain import main as explain_cli
-from core.predict import load_run, out_of_distribution
+from core.predict import load_run, predict_and_screen
 from core.train import fit
 from tests.conftest import HAM, needs_ham
 from tests.test_config import CONFIGS
@@ -75,7 +75,7 @@ def test_photographs_that_are_not_lesions_are_flagged_out_of_distribution(traine
     # The threshold flags 5% of validation images; the 30 test images measure it (0 of 30 here).
     assert rate <= 0.2
     # Measured: scores 33.9-37.0 against a threshold of 21.6.
-    flagged = [r["flagged"] for r in out_of_distribution(trained, photographs())]
+    flagged = [r["flagged"] for r in predict_and_screen(trained, photographs())[1]]
     assert all(flagged), flagged
 
 
@@ -84,7 +84,7 @@ def test_real_lesions_are_flagged_on_an_arm_trained_on_synthetic_data(trained_ru
     trained = load_run(trained_run)
     ids = pd.read_csv(HAM / "HAM10000_metadata.csv")["image_id"].sort_values().iloc[::500]  # 21 images
     real = [load_rgb(ImageRef(HAM / "images_200x150" / f"{i}.jpg")) for i in ids]
-    flagged = np.mean([r["flagged"] for r in out_of_distribution(trained, real)])
+    flagged = np.mean([r["flagged"] for r in predict_and_screen(trained, real)[1]])
     assert flagged >= 0.8, flagged  # measured: 21 of 21, scores 32.1-39.0 against 21.6
 
 

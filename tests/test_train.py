@@ -21,7 +21,7 @@ from core.data.images import ImageRef, load_rgb
 from core.data.metadata import find_metadata, read_metadata
 from core.evaluation import classification_metrics, evaluate_run
 from core.evaluation.calibration import apply_temperature
-from core.predict import load_run, predict_images
+from core.predict import load_run, predict_and_screen
 from core.predict import main as predict_cli
 from core.results import read_predictions
 from core.tracking import TRACKERS, final_figures
@@ -131,7 +131,8 @@ def test_compile_trains_through_dynamo_and_saves_plain_weights(demo_root, tmp_pa
     trained = load_run(tmp_path)  # loads into a plain model
     test = pd.read_csv(tmp_path / "predictions_test.csv")
     ref = ImageRef(next(demo_root.rglob(f"{test['image_id'][0]}.jpg")))
-    assert np.allclose(predict_images(trained, [load_rgb(ref)])[0], test.filter(like="p_").to_numpy()[0], atol=1e-5)
+    probs, _ = predict_and_screen(trained, [load_rgb(ref)])
+    assert np.allclose(probs[0], test.filter(like="p_").to_numpy()[0], atol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -270,7 +271,7 @@ def test_predict_matches_the_run_predictions(demo_root, tmp_path, capsys):
     test = pd.read_csv(out / "predictions_test.csv")
     trained = load_run(out)
     refs = [ImageRef(next(demo_root.rglob(f"{i}.jpg"))) for i in test["image_id"][:4]]
-    probs = predict_images(trained, [load_rgb(r) for r in refs])
+    probs, _ = predict_and_screen(trained, [load_rgb(r) for r in refs])
     assert np.allclose(probs, test.filter(like="p_").to_numpy()[:4], atol=1e-5)
 
     bad = tmp_path / "notes.txt"
