@@ -41,9 +41,13 @@ class AppClient:
         self.document = self.session.document
         self.document.callbacks.send_event(DocumentReady())  # runs the app's onload callbacks
 
+    def _tabs(self) -> Model:
+        (tabs,) = [m for m in list(self.document.models) if type(m).__name__ == "Tabs"]
+        return tabs
+
     def in_open_tab(self, css_class: str) -> list[Model]:
         """The models with `css_class` in the open tab (a closed tab's models may stay in the document)."""
-        (tabs,) = [m for m in list(self.document.models) if type(m).__name__ == "Tabs"]
+        tabs = self._tabs()
         child = tabs.tabs[tabs.active].child
         return [m for m in [child, *child.references()] if css_class in (getattr(m, "css_classes", None) or [])]
 
@@ -71,7 +75,7 @@ class AppClient:
             connection.io_loop.remove_timeout(timer)
 
     def open_tab(self, title: str) -> None:
-        (tabs,) = [m for m in list(self.document.models) if type(m).__name__ == "Tabs"]
+        tabs = self._tabs()
         tabs.active = [panel.title for panel in tabs.tabs].index(title)
 
     def upload(self, css_class: str, path: Path, mime_type: str = "image/jpeg") -> None:
