@@ -37,7 +37,7 @@ from ray_jobs.resources import TRIAL_RESOURCES, Resources
 from ray_jobs.scheduler import make_scheduler
 from ray_jobs.search import param_space
 from ray_jobs.summary import SummaryCallback, read_summary
-from ray_jobs.trainable import run_trial
+from ray_jobs.trainable import run_trial, trial_folder
 
 REPO = Path(__file__).resolve().parents[1]
 # The console's table: a row per trial (named after its arm), its status, and the live figure its arm selects on.
@@ -180,7 +180,7 @@ def make_tuner(sweep: Sweep, run_configs: dict[str, RunConfig], quiet: bool = Fa
             max_concurrent_trials=res.max_concurrent or None,
             reuse_actors=True,  # a finished trial's process (torch and core imported) runs the next trial
             trial_name_creator=trials.name,  # the arm (and its sample or seed), as the trackers name its run
-            trial_dirname_creator=lambda trial: f"{trial.config['arm']}_{trial.trial_id}",
+            trial_dirname_creator=lambda trial: trial_folder(trial.config["arm"], trial.trial_id),
         ),
         run_config=tune.RunConfig(
             name="tune",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -21,6 +22,7 @@ import ray.train
 import ray.train.torch
 import ray.tune
 import torch
+from ray.air.constants import EXPR_RESULT_FILE
 from ray.experimental import tqdm_ray
 from ray.train import Checkpoint
 from ray.tune.integration.ray_train import TuneReportCallback
@@ -146,7 +148,8 @@ def run_trial(config: dict) -> None:
     # if Tune's experiment state was saved before it finished and the sweep was resumed.
     settled = {arm_dir} if sweep["samples"] > 1 else set()
     if storage.exists(storage.join(out, results.METRICS)):
-        report_unseen_epochs(storage.join(train_storage(sweep), f"{arm}-{trial_id}"), out, cfg)
+        tune_results = storage.join(tune_storage(sweep), trial_folder(arm, trial_id), EXPR_RESULT_FILE)
+        report_unseen_epochs(tune_results, out, cfg)
         return
     if any(storage.exists(storage.join(folder, results.METRICS)) for folder in settled):
         return
@@ -158,20 +161,32 @@ def run_trial(config: dict) -> None:
         raise
 
 
+def tune_storage(sweep: dict) -> str:
+    """Tune's experiment folder (for --resume): each trial's results in <arm>_<trial id>/result.json."""
+    return storage.join(sweep["results"], "ray", "tune")
+
+
+def trial_folder(arm: str, trial_id: str) -> str:
+    return f"{arm}_{trial_id}"
+
+
 def train_storage(sweep: dict) -> str:
     """Where the trials' Train runs keep their checkpoints, each in <arm>-<trial id>/."""
     return storage.join(sweep["results"], "ray", "train")
 
 
-def report_unseen_epochs(train_run: str, out: str, cfg: RunConfig) -> None:
-    """Report the epochs of a finished run that came after its Train run's latest checkpoint.
+def report_unseen_epochs(tune_results: str, out: str, cfg: RunConfig) -> None:
+    """Report the epochs of a finished run that Tune has not kept: those after the last result in
+    the trial's `tune_results` file (its result.json in Tune's storage).
 
     That is a run that finished after the driver last saved Tune's state, and whose driver was
-    then killed: the resumed trial lands here, and without this its last epochs would never
-    reach Tune or the trackers (an uninterrupted Train run resumed from that checkpoint would
-    report exactly these)."""
-    latest = ray.train.Result.from_path(train_run).metrics if storage.exists(train_run) else None
-    seen = int((latest or {}).get("epoch", 0))
+    then killed: the resumed trial lands here, and without this its last epochs would never reach
+    Tune or the trackers. The boundary is Tune's saved results, not the Train run's checkpoints:
+    a Train run registers an epoch's checkpoint before Tune receives that epoch's report, so a
+    kill in between leaves a checkpoint whose epoch Tune never had. A tracker that logged an epoch
+    after the last save gets it again, and keeps it once (ray_jobs/trackers)."""
+    kept = storage.read_text(tune_results).splitlines() if storage.exists(tune_results) else []
+    seen = max((json.loads(line).get("epoch", 0) for line in kept if line.strip()), default=0)
     history = pd.read_csv(io.StringIO(storage.read_text(storage.join(out, results.HISTORY))))
     for row in history[history["epoch"] > seen].to_dict("records"):
         ray.tune.report(tune_row(row, cfg))

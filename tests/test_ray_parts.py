@@ -5,7 +5,9 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
+import ray.tune
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search.variant_generator import generate_variants
 
@@ -19,7 +21,8 @@ from ray_jobs.search import LR, MEL_MULTIPLIER, WEIGHT_DECAY, param_space
 from ray_jobs.submit import check_paths, check_tracking, runtime_env
 from ray_jobs.summary import settle
 from ray_jobs.trackers import Trials
-from ray_jobs.trainable import run_folder, trial_config
+from ray_jobs.trainable import report_unseen_epochs, run_folder, trial_config
+from tests import tracker_stores as stores
 
 # ------------------------------------------------------------------------- arms
 
@@ -284,3 +287,42 @@ def test_a_packed_trial_out_of_memory_names_the_fix():
     message = out_of_memory_message("b2_mel_select", 0.25, RuntimeError("CUDA out of memory"))
     assert "--gpus-per-worker 0.5" in message and "batch_size" in message and "4 trials" in message
     assert "whole GPU" in out_of_memory_message("b2_mel_select", 1.0, RuntimeError("x"))
+
+
+# ------------------------------------------------------------------------- a resume after the driver was killed
+
+
+def test_a_finished_run_reports_the_epochs_tune_has_not_kept_whatever_its_checkpoints_say(tmp_path, monkeypatch):
+    """Killed between the Train run's epoch-4 checkpoint and Tune's receipt of epoch 4 (and after
+    Tune last saved epoch 2): the resumed trial reports epochs 3 and 4 from history.csv."""
+    out, tune_results = tmp_path / "arm", tmp_path / "ray" / "tune" / "arm_t0" / "result.json"
+    out.mkdir()
+    pd.DataFrame({"epoch": [1, 2, 3, 4], "val_macro_f1": [0.1, 0.2, 0.3, 0.4]}).to_csv(out / "history.csv", index=False)
+    tune_results.parent.mkdir(parents=True)
+    tune_results.write_text("".join(json.dumps({"epoch": e, "training_iteration": e}) + "\n" for e in (1, 2)))
+    reports = []
+    monkeypatch.setattr(ray.tune, "report", reports.append)
+    cfg = trial_config(sampled(1)[0])
+    report_unseen_epochs(str(tune_results), str(out), cfg)
+    assert [(r["epoch"], r["val_macro_f1"], r["select_on"]) for r in reports] == [
+        (3, 0.3, cfg.select_on), (4, 0.4, cfg.select_on)]
+    reports.clear()
+    tune_results.unlink()  # killed before Tune saved any of its results: all of them
+    report_unseen_epochs(str(tune_results), str(out), cfg)
+    assert [r["epoch"] for r in reports] == [1, 2, 3, 4]
+
+
+def test_mlflow_keeps_each_epoch_of_a_continued_run_once(tmp_path):
+    """The first driver logged epochs 1-3 and was killed; the resumed one gets epochs 3 and 4."""
+    from ray_jobs.trackers.mlflow_callback import MLflowTracker
+
+    uri, trials = f"sqlite:///{tmp_path / 'mlflow.db'}", Trials(str(tmp_path / "sweep"))
+    trial = type("Trial", (), {"trial_id": "t0", "config": sampled(1)[0], "__str__": lambda self: "plain"})()
+    for epochs in ((1, 2, 3), (3, 4)):
+        tracker = MLflowTracker(trials, uri)  # a driver
+        tracker.setup()
+        tracker.log_trial_start(trial)
+        for epoch in epochs:
+            tracker.log_trial_result(epoch, trial, {"epoch": epoch, "val_acc": epoch / 10})
+    (run,) = stores.mlflow_runs(uri, "dermablate-sweep")["run_id"]
+    assert stores.mlflow_history(uri, run, "val_acc") == [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4)]

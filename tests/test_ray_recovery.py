@@ -170,7 +170,7 @@ def test_resume_does_not_rerun_a_finished_arm(interrupted):
     for arm, mtime in interrupted["done_before"].items():
         assert (sweep / arm / "metrics.json").stat().st_mtime_ns == mtime, arm
         # An arm that finished after the driver last saved Tune's state only reports, read back from
-        # its history.csv, the epochs after its last checkpoint, which Tune and the trackers never got.
+        # its history.csv, the epochs after the last result Tune kept (report_unseen_epochs).
         late = [r for r in reported(sweep, arm) if r["timestamp"] > interrupted["killed_at"]]
         epochs = [r["epoch"] for r in late]
         assert epochs == [] or (epochs == list(range(epochs[0], EPOCHS + 1)) and epochs[0] > 1), arm

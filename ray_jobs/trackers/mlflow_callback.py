@@ -1,4 +1,9 @@
-"""MLflow: Ray Tune's MLflowLoggerCallback, one run per trial continued by --resume (ray_jobs/trackers)."""
+"""MLflow: Ray Tune's MLflowLoggerCallback, one run per trial continued by --resume (ray_jobs/trackers).
+
+MLflow's store is written at once, not with Tune's saved state: a driver killed just after
+logging an epoch leaves the run ahead of Tune, and the resumed trial reports that epoch again
+(ray_jobs.trainable.report_unseen_epochs). Each run keeps an epoch once: the first value.
+"""
 from __future__ import annotations
 
 import os
@@ -18,6 +23,7 @@ class MLflowTracker(MLflowLoggerCallback):
         experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or f"{tracking.PROJECT}-{trials.sweep_name}"
         super().__init__(tracking_uri, experiment_name=experiment, tags={"sweep": trials.results})
         self.trials = trials
+        self._last_epoch: dict[Trial, int] = {}  # the last epoch each trial's run holds
 
     def setup(self, *args, **kwargs):
         import mlflow
@@ -36,15 +42,20 @@ class MLflowTracker(MLflowLoggerCallback):
             [self.mlflow_util.experiment_id],
             f"tags.trial_id = '{trial.trial_id}' and tags.sweep = '{self.trials.results}'", max_results=1)
         if found:  # started before a --resume: continue it
-            self._trial_runs[trial] = found[0].info.run_id
+            self._trial_runs[trial] = run_id = found[0].info.run_id
+            self._last_epoch[trial] = max((m.step for m in self.client.get_metric_history(run_id, "epoch")), default=0)
             return
         run = self.mlflow_util.start_run(run_name=str(trial), tags={**self.tags, **self.trials.tags(trial)})
         self._trial_runs[trial] = run.info.run_id
         self._log_batch(trial, params=self.trials.params(trial))
 
     def log_trial_result(self, iteration: int, trial: Trial, result: dict):
+        epoch = step(result)
+        if epoch <= self._last_epoch.get(trial, 0):
+            return
         metrics = {k: v for k, v in tracking.epoch_metrics(result).items() if k not in NOT_METRICS}
-        self._log_batch(trial, metrics=metrics, at=step(result))
+        self._log_batch(trial, metrics=metrics, at=epoch)
+        self._last_epoch[trial] = epoch
 
     def log_trial_end(self, trial: Trial, failed: bool = False):
         metrics = self.trials.finished(trial)
