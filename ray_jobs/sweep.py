@@ -37,7 +37,7 @@ from ray_jobs.resources import TRIAL_RESOURCES, Resources
 from ray_jobs.scheduler import make_scheduler
 from ray_jobs.search import param_space
 from ray_jobs.summary import SummaryCallback, read_summary
-from ray_jobs.trainable import run_trial, trial_folder
+from ray_jobs.trainable import RAY_DIR, TUNE_EXPERIMENT, run_trial, trial_folder, tune_storage
 
 REPO = Path(__file__).resolve().parents[1]
 # The console's table: a row per trial (named after its arm), its status, and the live figure its arm selects on.
@@ -154,7 +154,7 @@ def console(sweep: Sweep, quiet: bool) -> dict:
 def make_tuner(sweep: Sweep, run_configs: dict[str, RunConfig], quiet: bool = False) -> tune.Tuner:
     """A new Tuner, or the interrupted one restored from the sweep's Tune state. `quiet`: no progress table."""
     trainable = tune.with_resources(run_trial, TRIAL_RESOURCES)
-    experiment = storage.join(sweep.results, "ray", "tune")
+    experiment = tune_storage(sweep.results)
     if tune.Tuner.can_restore(experiment):
         # Finished trials stay finished; unfinished and failed ones start again, and their
         # Train runs resume from their last checkpoints.
@@ -183,8 +183,8 @@ def make_tuner(sweep: Sweep, run_configs: dict[str, RunConfig], quiet: bool = Fa
             trial_dirname_creator=lambda trial: trial_folder(trial.config["arm"], trial.trial_id),
         ),
         run_config=tune.RunConfig(
-            name="tune",
-            storage_path=storage.join(sweep.results, "ray"),
+            name=TUNE_EXPERIMENT,
+            storage_path=storage.join(sweep.results, RAY_DIR),
             failure_config=tune.FailureConfig(max_failures=sweep.retries),
             **console(sweep, quiet),
             # The trackers first: they read a trial's run folder before SummaryCallback settles its samples.

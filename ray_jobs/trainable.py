@@ -37,6 +37,7 @@ from ray_jobs import faults, permanent, storage
 from ray_jobs.arms import PRE_STEPS
 from ray_jobs.packing import PackedOutOfMemory, out_of_memory_message
 
+RAY_DIR, TUNE_EXPERIMENT = "ray", "tune"  # RESULTS/SWEEP/ray/: Ray's own state; ray/tune/: the Tune experiment
 STATE_FILE = "state.pt"  # the checkpoint dict core hands to on_epoch_end
 SAMPLED = ("lr", "weight_decay", "mel_multiplier")  # trial config keys that override the arm's config
 # Ray Train's print patch both echoes and logs each print in a worker: every epoch line twice on the console.
@@ -148,7 +149,7 @@ def run_trial(config: dict) -> None:
     # if Tune's experiment state was saved before it finished and the sweep was resumed.
     settled = {arm_dir} if sweep["samples"] > 1 else set()
     if storage.exists(storage.join(out, results.METRICS)):
-        tune_results = storage.join(tune_storage(sweep), trial_folder(arm, trial_id), EXPR_RESULT_FILE)
+        tune_results = storage.join(tune_storage(sweep["results"]), trial_folder(arm, trial_id), EXPR_RESULT_FILE)
         report_unseen_epochs(tune_results, out, cfg)
         return
     if any(storage.exists(storage.join(folder, results.METRICS)) for folder in settled):
@@ -161,18 +162,18 @@ def run_trial(config: dict) -> None:
         raise
 
 
-def tune_storage(sweep: dict) -> str:
-    """Tune's experiment folder (for --resume): each trial's results in <arm>_<trial id>/result.json."""
-    return storage.join(sweep["results"], "ray", "tune")
+def tune_storage(results: str) -> str:
+    """The sweep's Tune experiment folder (for --resume): each trial's results in <arm>_<trial id>/result.json."""
+    return storage.join(results, RAY_DIR, TUNE_EXPERIMENT)
 
 
 def trial_folder(arm: str, trial_id: str) -> str:
     return f"{arm}_{trial_id}"
 
 
-def train_storage(sweep: dict) -> str:
-    """Where the trials' Train runs keep their checkpoints, each in <arm>-<trial id>/."""
-    return storage.join(sweep["results"], "ray", "train")
+def train_storage(results: str) -> str:
+    """Where the sweep's Train runs keep their checkpoints, each in <arm>-<trial id>/."""
+    return storage.join(results, RAY_DIR, "train")
 
 
 def report_unseen_epochs(tune_results: str, out: str, cfg: RunConfig) -> None:
@@ -217,7 +218,7 @@ def train(config: dict, cfg: RunConfig, out: str, trial_id: str) -> None:
         run_config=ray.train.RunConfig(
             # 2. One run name per trial: a Tune-level retry resumes it from its last checkpoint.
             name=f"{arm}-{trial_id}",
-            storage_path=train_storage(sweep),
+            storage_path=train_storage(sweep["results"]),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
             failure_config=ray.train.FailureConfig(max_failures=0),  # retries belong to Tune
             # Train's INFO lines (every checkpoint and report, the worker group's start) go to Ray's
