@@ -187,10 +187,19 @@ def report_unseen_epochs(tune_results: str, out: str, cfg: RunConfig) -> None:
     kill in between leaves a checkpoint whose epoch Tune never had. A tracker that logged an epoch
     after the last save gets it again, and keeps it once (ray_jobs/trackers)."""
     kept = storage.read_text(tune_results).splitlines() if storage.exists(tune_results) else []
-    seen = max((json.loads(line).get("epoch", 0) for line in kept if line.strip()), default=0)
+    seen = max((kept_epoch(line) for line in kept), default=0)
     history = pd.read_csv(io.StringIO(storage.read_text(storage.join(out, results.HISTORY))))
     for row in history[history["epoch"] > seen].to_dict("records"):
         ray.tune.report(tune_row(row, cfg))
+
+
+def kept_epoch(line: str) -> int:
+    """The epoch of one line of Tune's result.json; 0 for a blank line or one cut off mid-write
+    (its copy to storage caught Tune writing it), whose result is then reported again."""
+    try:
+        return int(json.loads(line).get("epoch", 0))
+    except ValueError:
+        return 0
 
 
 def train(config: dict, cfg: RunConfig, out: str, trial_id: str) -> None:

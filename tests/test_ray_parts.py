@@ -307,6 +307,11 @@ def test_a_finished_run_reports_the_epochs_tune_has_not_kept_whatever_its_checkp
     assert [(r["epoch"], r["val_macro_f1"], r["select_on"]) for r in reports] == [
         (3, 0.3, cfg.select_on), (4, 0.4, cfg.select_on)]
     reports.clear()
+    with tune_results.open("a") as f:  # the copy to storage caught Tune writing epoch 3's line
+        f.write(json.dumps({"epoch": 3, "training_iteration": 3})[:12])
+    report_unseen_epochs(str(tune_results), str(out), cfg)
+    assert [r["epoch"] for r in reports] == [3, 4]
+    reports.clear()
     tune_results.unlink()  # killed before Tune saved any of its results: all of them
     report_unseen_epochs(str(tune_results), str(out), cfg)
     assert [r["epoch"] for r in reports] == [1, 2, 3, 4]
