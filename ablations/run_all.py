@@ -2,45 +2,17 @@
 
 With no --data-root it builds the SYNTHETIC demo dataset once (data/demo) and runs the
 demo profile on the local CPUs in minutes. With --data-root DIR it runs the full
-profile on that dataset. Results follow the contract of docs/results.md under RESULTS/<name>/.
+profile on that dataset. Results follow the contract of docs/results-contract.md under RESULTS/<name>/.
+Ray, torch and the sweep's driver (ray_jobs/driver.py) load once the arguments are parsed.
 """
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import shutil
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # `python ablations/run_all.py` from anywhere
-
-import ray  # noqa: E402
-import torch  # noqa: E402
-
-from core import io, tracking  # noqa: E402
-from core.config import ConfigError, parse_overrides  # noqa: E402
-from core.data.demo import built_demo, is_current_demo, make_demo_dataset  # noqa: E402
-from core.data.metadata import DatasetError, find_metadata  # noqa: E402
-from core.data.parallel import usable_cpus  # noqa: E402
-from core.log import add_verbosity_flags, child_env, setup_logging  # noqa: E402
-from core.results import SWEEP_RECORD  # noqa: E402
-from ray_jobs import storage, trackers  # noqa: E402
-from ray_jobs.arms import load_arms  # noqa: E402
-from ray_jobs.estimate import estimate_line  # noqa: E402
-from ray_jobs.packing import default_share, read_measurements  # noqa: E402
-from ray_jobs.preflight import check_resources, check_weights  # noqa: E402
-from ray_jobs.resources import resolve  # noqa: E402
-from ray_jobs.sweep import Sweep, check_data, run, start  # noqa: E402
-from ray_jobs.trainable import WORKER_ENV  # noqa: E402
-
-log = logging.getLogger(__name__)
-DEMO_SIZES = {"smoke": 200, "demo": 2400, "full": 800}  # images in the demo dataset each profile builds
-# What defines a sweep: --resume takes all of it from the sweep's sweep.json.
-SWEEP_ARGS = ("data_root", "demo_data", "profile", "arms", "samples", "seeds", "scheduler", "set",
-              "skip_bad_images", "split_seed", "retries", "workers_per_trial", "cpus_per_worker", "gpus_per_worker",
-              "max_concurrent", "tracker", "tracking_uri")
+from core.choices import TRACKERS
+from core.log import add_verbosity_flags, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,13 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seeds", type=int, help="training seeds per arm on the same split (default 1); the summary "
                                                  "adds each figure's mean and standard deviation")
     sweep.add_argument("--scheduler", choices=["asha", "fifo"], help="asha (per arm, default) or fifo (no stopping)")
-    sweep.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="override config keys of every arm")
+    sweep.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
+                       help="override config keys of every arm (repeatable; a later value of a key wins)")
     sweep.add_argument("--retries", type=int, help="Tune-level retries of a failed trial (default 2)")
     out = p.add_argument_group("results")
     out.add_argument("--results", default="results", help="local folder or storage URI (s3://...) (default results)")
     out.add_argument("--name", help="the sweep's folder under --results (default: the profile)")
     out.add_argument("--resume", action="store_true", help="continue the interrupted sweep RESULTS/NAME")
-    out.add_argument("--tracker", action="append", choices=tracking.TRACKERS,
+    out.add_argument("--tracker", action="append", choices=TRACKERS,
                      help="log every trial to tensorboard | mlflow | wandb (repeatable; ray_jobs/trackers/)")
     out.add_argument("--tracking-uri", help="MLflow's tracking URI (default $MLFLOW_TRACKING_URI, else "
                                             "mlflow.db and mlruns/ in the current folder)")
@@ -83,138 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     return add_verbosity_flags(p)
 
 
-def trial_shape(args: argparse.Namespace, sweep: Sweep) -> tuple[int, float, float]:
-    """(workers, CPUs and GPUs per worker) of one trial: the resumed sweep's, else the options' (defaults 1, 1, 0)."""
-    if sweep.resources:
-        return sweep.resources.workers, sweep.resources.cpus_per_worker, sweep.resources.gpus_per_worker
-    return args.workers_per_trial or 1, args.cpus_per_worker or 1.0, args.gpus_per_worker or 0.0
-
-
-def local_runtime_env(level: int = logging.INFO) -> dict:
-    """The runtime_env of a Ray that run_all starts on this machine.
-
-    Its workers import this checkout (whatever the current folder). They also run at
-    niceness 0 rather than Ray's default 15, as Ray's own job supervisor does: on a small
-    machine, niced trials lose a tenth or more of their speed to Ray's control plane
-    (benchmarks/ray_overhead.py). And they print each line once (WORKER_ENV), at the driver's
-    level, with progress bars the driver draws when it has a terminal (child_env).
-    """
-    return {"env_vars": {"PYTHONPATH": str(REPO), "RAY_worker_niceness": "0", **WORKER_ENV, **child_env(level)}}
-
-
-def demo_data(path: Path, n: int) -> Path:
-    """The synthetic demo dataset at `path`, built once (into a temporary folder, then renamed).
-
-    A demo folder from an older generator or of another size is rebuilt; any other dataset
-    at `path` is used as it is."""
-    if is_current_demo(path, n, masks=True):
-        return path
-    if built_demo(path) is not None:
-        log.info("rebuilding the SYNTHETIC demo dataset in %s: drawn by an older generator or of another size", path)
-        shutil.rmtree(path)
-    else:
-        try:
-            find_metadata(path)
-            return path
-        except DatasetError:
-            pass
-    log.info("building the SYNTHETIC demo dataset (%d images) in %s (once)", n, path)
-    tmp = io.new_temp(path, folder=True)
-    make_demo_dataset(tmp, n=n, masks=True)  # the report measures Grad-CAM mass on the lesions
-    os.replace(tmp, path)
-    return path
-
-
-def new_sweep(args: argparse.Namespace, results: str, profile: str) -> tuple[Sweep, dict, None]:
-    if storage.exists(storage.join(results, SWEEP_RECORD)):
-        raise ConfigError(f"{results} already holds a sweep: pass --resume to continue it, or --name to start another")
-    for option in ("samples", "seeds"):
-        if getattr(args, option) is not None and getattr(args, option) < 1:
-            raise ConfigError(f"--{option} must be at least 1; got {getattr(args, option)}")
-    if (args.samples or 1) > 1 and (args.seeds or 1) > 1:
-        raise ConfigError("--samples and --seeds do not combine: choose hyperparameters with --samples, "
-                          "fix them with --set KEY=VALUE, then repeat with --seeds")
-    overrides = parse_overrides(args.set or []) | ({"skip_bad_images": True} if args.skip_bad_images else {})
-    sweep = Sweep(results=results, profile=profile, data_root="", arms=[], samples=args.samples or 1,
-                  seeds=args.seeds or 1, scheduler=args.scheduler or "asha", overrides=overrides,
-                  split_seed=args.split_seed or 0, retries=2 if args.retries is None else args.retries,
-                  trackers=args.tracker or [], tracking_uri=args.tracking_uri)
-    run_configs = load_arms(args.arms, profile, sweep.run_overrides())  # unknown arm or profile: ConfigError
-    sweep.arms = list(run_configs)
-    if args.data_root:
-        sweep.data_root = os.path.abspath(args.data_root)
-    else:
-        default = REPO / "data" / ("demo_smoke" if profile == "smoke" else "demo")
-        sweep.data_root = str(demo_data((args.demo_data or default).resolve(), DEMO_SIZES[profile]))
-    return sweep, run_configs, None
-
-
-def resumed_sweep(args: argparse.Namespace, results: str) -> tuple[Sweep, dict, dict]:
-    given = [f"--{a.replace('_', '-')}" for a in SWEEP_ARGS if getattr(args, a) is not None]
-    if given:
-        raise ConfigError(f"--resume continues the sweep as it was started; drop {', '.join(given)}")
-    record_file = storage.join(results, SWEEP_RECORD)
-    if not storage.exists(record_file):
-        raise ConfigError(f"nothing to resume: {record_file} does not exist")
-    record = storage.read_json(record_file)
-    sweep = Sweep.from_dict(record["settings"])
-    return sweep, load_arms(sweep.arms, sweep.profile, sweep.run_overrides()), record
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = setup_logging(args)
-    profile = args.profile or ("full" if args.data_root else "demo")
-    results = storage.join(storage.location(args.results), args.name or profile)
-    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")  # a harmless warning per trial otherwise
-    try:
-        sweep, run_configs, record = resumed_sweep(args, results) if args.resume else new_sweep(args, results, profile)
-        check_weights(run_configs)  # an offline machine stops here, at once, not in every trial
-        trackers.check(sweep.trackers)  # so does a tracker library that is missing
-        # A job's workers have its working_dir, and a joined cluster needs the code at this path.
-        local = not (args.address or os.environ.get("RAY_ADDRESS"))
-        if local:  # a trial too big for this machine would wait forever in PENDING
-            check_resources(*trial_shape(args, sweep), usable_cpus(), torch.cuda.device_count())
-        facts, splits = check_data(sweep, run_configs, record)  # a bad dataset stops here, before any write
-        if local and sweep.profile == "full" and not torch.cuda.is_available():
-            log.info(estimate_line(run_configs, splits, sweep.samples * sweep.seeds))
-        # -q: neither Ray's start-up lines nor the workers' output (their errors reach the summary).
-        ray.init(address=args.address, runtime_env=local_runtime_env(level) if local else None,
-                 log_to_driver=not args.quiet, logging_level=max(level, logging.INFO))
-        if sweep.resources is None:
-            cluster, gpus_per_worker = ray.cluster_resources(), args.gpus_per_worker
-            if gpus_per_worker is None:
-                gpus_per_worker, why = default_share(cluster, args.workers_per_trial or 1, read_measurements())
-                log.info("GPU share: %s", why)
-            sweep.resources = resolve(cluster, args.workers_per_trial, args.cpus_per_worker, gpus_per_worker,
-                                      args.max_concurrent)
-        record = start(sweep, run_configs, facts, splits, record)
-    except (ConfigError, DatasetError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for arm, same_as in record.get("same_run_as", {}).items():
-        log.info("%s: same run as %s on the %s profile (the configs differ in name only)", arm, same_as,
-                 sweep.profile)
-    repeats = f"{sweep.seeds} seed(s)" if sweep.seeds > 1 else f"{sweep.samples} sample(s)"
-    log.info("sweep %s: %d arm(s) x %s, profile %s, %s", results, len(sweep.arms), repeats, sweep.profile,
-             sweep.resources)
-    status, summary = run(sweep, run_configs, record, quiet=args.quiet)
-    # The result: printed at every level.
-    columns = ["arm", "status", "test_acc", "test_macro_f1", "test_mel_recall", "selected_epoch", "wall_seconds"]
-    if sweep.seeds > 1:
-        columns[2:5] = ["seeds", *(f"{name}_{stat}" for name in ("test_acc", "test_macro_f1", "test_mel_recall")
-                                   for stat in ("mean", "std"))]
-    print(summary[columns].to_string(index=False))
-    for arm, error in summary.loc[summary["error"].notna(), ["arm", "error"]].itertuples(index=False):
-        print(f"{arm} failed, not retried: {error}")
-    if facts["synthetic_data"]:
-        print("SYNTHETIC demo data: these figures say nothing about HAM10000 or skin lesions.")
-    print(f"sweep {status}; results in {results}")
-    if status == "interrupted":
-        print(f"continue it with: python ablations/run_all.py --results {args.results} "
-              f"--name {results.rsplit('/', 1)[-1]} --resume")
-    print(f"dashboard: panel serve dashboards/app.py --args --results {results}")
-    return 0 if status == "finished" else 1
+    from ray_jobs.driver import run_sweep
+
+    return run_sweep(args, level)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Per-image batch augmentation: core's one affine_grid/grid_sample against kornia's per-sample pipeline.
 
-    python benchmarks/augment_throughput.py [--device cuda] [--batch 64] [--side 224] [--crop]
+    python -m benchmarks.augment_throughput [--device cuda] [--batch 64] [--side 224] [--crop]
 
 Both draw independent parameters for every image (flips, rotation up to 25 degrees, optional
 RandomResizedCrop 0.6-1, brightness/contrast/saturation 0.1) and normalise; the input is a
@@ -10,15 +10,12 @@ each. kornia is not a dependency of the project: pip install kornia to compare.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from core.data.device_augment import TrainAugment  # noqa: E402
-from core.data.transforms import IMAGENET_MEAN, IMAGENET_STD, stored_side  # noqa: E402
+from core.data.device_augment import TrainAugment
+from core.data.transforms import IMAGENET_MEAN, IMAGENET_STD, stored_side
 
 
 def kornia_pipeline(side: int, crop: bool):

@@ -1,6 +1,6 @@
 """Core's CPU training step against a plain loop, on the real thumbnails, in one process.
 
-    python benchmarks/cpu_step.py [--size 128] [--train 1536] [--epochs 2] [--threads 2]
+    python -m benchmarks.cpu_step [--size 128] [--train 1536] [--epochs 2] [--threads 2]
 
 Both train tf_efficientnet_lite0 (offline Lite0 weights, class-weighted CE, AdamW, batch
 64) on the same subset of the seed-0 lesion split of ../shared/ham10000's 200x150 images.
@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -22,17 +21,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from thumbnails import linked_thumbnails  # noqa: E402
-
-from core import results  # noqa: E402
-from core.config import load_config, parse_overrides  # noqa: E402
-from core.data.dataset import load_dataset  # noqa: E402
-from core.data.images import load_rgb  # noqa: E402
-from core.data.split import lesion_split  # noqa: E402
-from core.labels import CLASS_INDEX, NUM_CLASSES  # noqa: E402
-from core.model import build_model  # noqa: E402
-from core.train import fit  # noqa: E402
+from benchmarks.thumbnails import linked_thumbnails
+from core import results
+from core.config import load_config, parse_overrides
+from core.data.dataset import load_dataset
+from core.data.images import load_rgb
+from core.data.split import lesion_split
+from core.labels import CLASS_INDEX, NUM_CLASSES
+from core.model import build_model
+from core.training import fit
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 64

@@ -1,6 +1,6 @@
 """The duplicate detector's threshold, chosen on the real 200x150 HAM10000 thumbnails.
 
-    python benchmarks/duplicates_threshold.py [--side 128] [--out /tmp/duplicates_threshold]
+    python -m benchmarks.duplicates_threshold [--side 128] [--out /tmp/duplicates_threshold]
 
 Runs the detector over all 10015 images (timed, cold cache), then compares the
 whitened cosine similarities of the known same-lesion pairs (two images sharing a
@@ -15,18 +15,17 @@ import argparse
 import json
 import platform
 import resource
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from thumbnails import linked_thumbnails  # noqa: E402
-
-from core.data.dataset import load_dataset  # noqa: E402
-from core.data.duplicates import (  # noqa: E402
+from benchmarks.thumbnails import linked_thumbnails
+from core.data.dataset import load_dataset
+from core.data.parallel import usable_cpus
+from core.data.split import duplicates_report, lesion_split
+from core.duplicates import (
     DEFAULT_SIDE,
     DEFAULT_THRESHOLD,
     find_duplicates,
@@ -34,8 +33,6 @@ from core.data.duplicates import (  # noqa: E402
     sorted_embeddings,
     whiten,
 )
-from core.data.parallel import usable_cpus  # noqa: E402
-from core.data.split import duplicates_report, lesion_split  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BINS = np.linspace(-1, 1, 2001)  # 0.001 wide, so every threshold below is a bin edge

@@ -6,7 +6,7 @@ but no Ray, no network and no ImageNet weights. Three steps:
 
 1. Here (the repository's .venv, ../shared/ham10000 beside the checkout), about 20 s:
 
-       .venv/bin/python benchmarks/gpu_study.py prepare --ham ../shared/ham10000 --carry carry
+       .venv/bin/python -m benchmarks.gpu_study prepare --ham ../shared/ham10000 --carry carry
 
    carry/ (git-ignored) then holds what travels, about 61 MB: carry/ham10000/ (the real
    metadata and the 10015 images at 200x150, 39.7 MB) and carry/weights/ (the offline PyPI
@@ -16,7 +16,7 @@ but no Ray, no network and no ImageNet weights. Three steps:
 2. On the GPU machine, one command, carrying `carry` (expected: under 10 minutes on one
    H200; every arm is stopped at --budget-s, 540 s by default, and reported as such):
 
-       set -o pipefail; python benchmarks/gpu_study.py run --carry carry --out $OUT 2>&1 | tee $OUT/study.log
+       set -o pipefail; python -m benchmarks.gpu_study run --carry carry --out $OUT 2>&1 | tee $OUT/study.log
 
    It checks the data, makes the seed-0 lesion split and the image caches once, then
    trains the eight arms at the full profile's sizes and epochs, all at once on the one
@@ -27,7 +27,7 @@ but no Ray, no network and no ImageNet weights. Three steps:
 
 3. Here again, the sweep's report with the source report's figures beside its own:
 
-       .venv/bin/python benchmarks/gpu_study.py report --archive study.tar.gz --data-root ../shared/ham10000 \
+       .venv/bin/python -m benchmarks.gpu_study report --archive study.tar.gz --data-root ../shared/ham10000 \
            --out benchmarks/results/gpu_study
 
 Labelled everywhere: 200x150 thumbnails upscaled to 224/260/299 px, Lite backbones in place
@@ -46,13 +46,12 @@ import tarfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from core import io
+from core import results as contract
+from core.arms import CONFIG_DIR, study_arms
+from core.config import load_config, parse_overrides
 
-from ablations.arms import CONFIG_DIR, study_arms  # noqa: E402
-from core import io  # noqa: E402
-from core import results as contract  # noqa: E402
-from core.config import load_config, parse_overrides  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 LITE = {"efficientnet_b0": "tf_efficientnet_lite0", "efficientnet_b2": "tf_efficientnet_lite2"}
 SETTING = "EfficientNet-Lite0/Lite2 (offline ImageNet weights) in place of B0/B2, augment on the device"
@@ -103,7 +102,7 @@ def prepare_data_once(arms: list[str], profile: str, extra: list[str], data_root
     from core.data.check import cached_check, usable_metadata
     from core.data.dataset import load_dataset
     from core.data.split import lesion_split
-    from core.train import build_image_caches
+    from core.training import build_image_caches
 
     ds = load_dataset(data_root)
     report = cached_check(ds, cache_dir)
@@ -202,7 +201,7 @@ def run(args) -> None:
 
 
 def report(args) -> None:
-    from dashboards.report import build_report
+    from dashboards.reporting import build_report
 
     with tarfile.open(args.archive) as archive:
         archive.extractall(args.out, filter="data")

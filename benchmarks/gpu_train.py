@@ -1,10 +1,10 @@
 """Core training on one CUDA GPU: the card's ceiling, the device and CPU augmentation paths, and packing.
 
-    python benchmarks/gpu_train.py --data-root carry/ham10000 [--epochs 2] [--workers 15] [--only NAME ...]
-    python benchmarks/gpu_train.py --packing --carry carry [--at-once 1 2 4 8]
-    python benchmarks/gpu_train.py --dry-run --data-root SMALL_DIR --only b0_224_bf16   # the script on a CPU
+    python -m benchmarks.gpu_train --data-root carry/ham10000 [--epochs 2] [--workers 15] [--only NAME ...]
+    python -m benchmarks.gpu_train --packing --carry carry [--at-once 1 2 4 8]
+    python -m benchmarks.gpu_train --dry-run --data-root SMALL_DIR --only b0_224_bf16   # the script on a CPU
 
-DIR is a HAM10000 layout (the real metadata and images: `benchmarks/gpu_study.py prepare`
+DIR is a HAM10000 layout (the real metadata and images: `python -m benchmarks.gpu_study prepare`
 writes the one that travels to a GPU machine). Expected on one H200: the rows about 5 minutes
 (of which compile about 2), --packing about 4. Run by hand; the README records the figures and
 the card, and the raw rows land in benchmarks/results/.
@@ -14,7 +14,7 @@ throughput does not depend on them), in bf16 autocast + channels_last and in fp3
 
 - ceiling: the same model, batch and precision training on one batch already on the device,
   no augmentation: the card's limit for this model;
-- device: `core.train.fit` with augment=device (images held on the GPU, augmented per image);
+- device: `core.training.fit` with augment=device (images held on the GPU, augmented per image);
 - cpu: `fit` with augment=cpu, torchvision per item in --workers DataLoader workers;
 - compile: the device row with compile=true; the first epoch's extra seconds are the compile time.
 
@@ -41,16 +41,14 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
-import gpu_study  # noqa: E402
+from benchmarks import gpu_study
+from core import results
+from core.config import load_config
+from core.model import build_model
+from core.training import fit
+from ray_jobs.packing import PACKING_FILE, read_measurements
 
-from core import results  # noqa: E402
-from core.config import load_config  # noqa: E402
-from core.model import build_model  # noqa: E402
-from core.train import fit  # noqa: E402
-from ray_jobs.packing import PACKING_FILE, read_measurements  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 RESULTS = REPO / "benchmarks" / "results"
 MODELS = [("efficientnet_b0", 224), ("efficientnet_b2", 260)]

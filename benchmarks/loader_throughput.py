@@ -1,6 +1,6 @@
 """Images/s of decode-per-item (PIL) against the memory-mapped cache, through the training Dataset.
 
-    python benchmarks/loader_throughput.py [--side 224] [--workers 0 2]
+    python -m benchmarks.loader_throughput [--side 224] [--workers 0 2]
 
 Runs on the 70 real originals (600x450, ../shared/ham10000/originals) when present and on
 a fresh synthetic demo dataset. Run by hand; the README records the figures and machine.
@@ -10,20 +10,17 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from torch.utils.data import DataLoader
 
-from torch.utils.data import DataLoader  # noqa: E402
-
-from core.data.cache import DecodedImages, build_cache  # noqa: E402
-from core.data.dataset import load_dataset  # noqa: E402
-from core.data.demo import make_demo_dataset  # noqa: E402
-from core.data.lesions import LesionDataset  # noqa: E402
-from core.data.transforms import train_transform  # noqa: E402
+from core.data.cache import DecodedImages, build_cache
+from core.data.dataset import load_dataset
+from core.data.demo import make_demo_dataset
+from core.data.lesions import LesionDataset
+from core.data.transforms import train_transform
 
 ORIGINALS = Path(__file__).resolve().parents[2] / "shared" / "ham10000" / "originals"
 

@@ -1,6 +1,6 @@
 """The bar core must clear: a plain PyTorch loop doing the baseline job on the same split.
 
-    python benchmarks/plain_loop.py --data-root DIR --splits splits.csv [--epochs 3] [--size 128]
+    python -m benchmarks.plain_loop --data-root DIR --splits splits.csv [--epochs 3] [--size 128]
 
 ImageFolder-style decoding per item, class-weighted cross-entropy, AdamW with cosine
 decay, the last epoch evaluated on test (no checkpoint selection). Same backbone and
@@ -9,7 +9,6 @@ weights match).
 """
 import argparse
 import glob
-import sys
 import time
 from pathlib import Path
 
@@ -21,8 +20,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, r
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from core.model import build_model  # noqa: E402
+from core.model import build_model
 
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 

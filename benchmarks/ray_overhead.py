@@ -1,7 +1,7 @@
 """What Ray costs on this machine: one arm's training speed with and without Ray Train, and a
 small demo sweep run one arm after another versus as a parallel Ray Tune sweep.
 
-    python benchmarks/ray_overhead.py [--data-root DIR] [--arm baseline] [--epochs 5]
+    python -m benchmarks.ray_overhead [--data-root DIR] [--arm baseline] [--epochs 5]
                                       [--sweep-arms baseline sampler]
 
 Training speed is `train_images_per_s` from history.csv (images over the epoch's own
@@ -20,23 +20,22 @@ import tempfile
 import time
 from pathlib import Path
 
+import ray
+import ray.train
+import ray.train.torch
+import torch
+
+from core import results
+from core.config import RunConfig
+from core.data.dataset import load_dataset
+from core.data.parallel import usable_cpus
+from core.data.split import lesion_split
+from core.training import fit
+from ray_jobs.arms import load_arms
+from ray_jobs.driver import DEMO_SIZES, demo_data, local_runtime_env
+from ray_jobs.trainable import train_worker
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import ray  # noqa: E402
-import ray.train  # noqa: E402
-import ray.train.torch  # noqa: E402
-import torch  # noqa: E402
-
-from ablations.run_all import DEMO_SIZES, demo_data, local_runtime_env  # noqa: E402
-from core import results  # noqa: E402
-from core.config import RunConfig  # noqa: E402
-from core.data.dataset import load_dataset  # noqa: E402
-from core.data.parallel import usable_cpus  # noqa: E402
-from core.data.split import lesion_split  # noqa: E402
-from core.train import fit  # noqa: E402
-from ray_jobs.arms import load_arms  # noqa: E402
-from ray_jobs.trainable import train_worker  # noqa: E402
 
 
 def images_per_s(run_dir: Path) -> float:

@@ -1,6 +1,6 @@
 """The baseline arm on the real 200x150 HAM10000 images, through core, on this CPU.
 
-    python benchmarks/real_baseline.py [--epochs 3] [--size 128] [--out /tmp/real_baseline]
+    python -m benchmarks.real_baseline [--epochs 3] [--size 128] [--out /tmp/real_baseline]
 
 tf_efficientnet_lite0 with the offline Lite0 ImageNet weights, class-weighted
 cross-entropy, checkpoint chosen on validation macro-F1. Prints the test figures and
@@ -10,15 +10,12 @@ The images are third-party 200x150 thumbnails: not headline figures.
 import argparse
 import os
 import platform
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from thumbnails import linked_thumbnails  # noqa: E402
-
-from core import results  # noqa: E402
-from core.config import load_config  # noqa: E402
-from core.train import fit  # noqa: E402
+from benchmarks.thumbnails import linked_thumbnails
+from core import results
+from core.config import load_config
+from core.training import fit
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,7 +40,7 @@ def main():
           f"balanced acc {test['balanced_accuracy']:.4f} mel recall {test['per_class']['mel']['recall']:.4f} "
           f"(epoch {metrics['selected_epoch']}); train img/s per epoch: "
           f"{', '.join(f'{v:.1f}' for v in history['train_images_per_s'])}")
-    print(f"plain loop: python benchmarks/plain_loop.py --data-root {root} --splits {args.out / 'run' / 'splits.csv'} "
+    print(f"plain loop: python -m benchmarks.plain_loop --data-root {root} --splits {args.out / 'run' / 'splits.csv'} "
           f"--epochs {args.epochs} --size {args.size} --workers {args.workers}")
 
 

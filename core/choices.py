@@ -9,3 +9,4 @@ SYNTHETIC_MODES = ("none", "cvae")
 CVAE_RESOLUTIONS = (32, 64, 96, 128)  # 32 is for tests and the smoke profile
 AUGMENT = ("auto", "cpu", "device")
 AUTO_AUGMENT = ("none", "trivial", "randaugment")
+TRACKERS = ("tensorboard", "mlflow", "wandb")  # core/tracking.py and the sweep's Tune callbacks

@@ -173,12 +173,24 @@ def _check_values(config: RunConfig, source: str) -> None:
     if config.val_fraction + config.test_fraction >= 1:
         raise ConfigError(f"{source}: val_fraction + test_fraction must leave images to train on; got "
                           f"{config.val_fraction} + {config.test_fraction}")
-    from core.model import check_backbone  # timm, and so torch, only when a config is validated
-
     try:
         check_backbone(config.backbone)
     except ValueError as e:
         raise ConfigError(f"{source}: {e}") from None
+
+
+def check_backbone(backbone: str) -> None:
+    """Raise ValueError naming close matches when timm has no model of this name (timm, and so
+    torch, load here: when a config is validated, not when this module is imported)."""
+    import timm
+
+    if timm.is_model(backbone):
+        return
+    # Ties broken alphabetically, so 'efficientnet_bo' suggests b0..b4 rather than b8..b4.
+    scores = {name: difflib.SequenceMatcher(None, backbone, name).ratio() for name in timm.list_models()}
+    close = sorted((n for n, s in scores.items() if s >= 0.6), key=lambda n: (-scores[n], n))[:5]
+    hint = f"; close matches: {', '.join(close)}" if close else ""
+    raise ValueError(f"unknown timm backbone {backbone!r}{hint}")
 
 
 def same_runs(configs: dict[str, RunConfig]) -> dict[str, str]:

@@ -23,6 +23,14 @@ def memory_format(channels_last: bool) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the world size under torch.distributed; (0, 1) outside it."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def augments_on_device(choice: str) -> bool:
     """`augment: device` or `auto`: whole batches augmented where the model runs, the faster path on
     CUDA and on the CPU alike (benchmarks/cpu_step.py); `cpu` keeps the DataLoader's workers."""

@@ -16,19 +16,17 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
-from PIL import Image
-
-from core import io, results
-from core.data.cache import resize_square
-from core.data.dataset import load_dataset
-from core.data.images import load_rgb
-from core.gradcam import cam_mass_inside, compute_cams
 from core.labels import CLASS_INDEX, CLASSES, MEL, PROB_COLUMNS
 from core.log import add_verbosity_flags, progress, setup_logging
-from core.predict import gradcam_overlay, load_run
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from core.inference import TrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +50,20 @@ def mask_file(data_root: str | Path, image_id: str) -> Path:
     return Path(data_root) / MASKS / f"{image_id}_segmentation.png"
 
 
-def cam_mass_on_lesions(trained, images: dict, data_root: str | Path, predictions: pd.DataFrame,
+def cam_mass_on_lesions(trained: TrainedModel, images: dict, data_root: str | Path, predictions: pd.DataFrame,
                         limit: int = 48) -> pd.DataFrame | None:
     """Grad-CAM (predicted class) on up to `limit` correctly classified images (`images`: the
     dataset's image index) that have a lesion mask under `data_root`: per image, the share of
     CAM mass inside the mask (`inside`), the share of the image the mask covers (`mask_area`:
     what a map blind to the lesion would score) and whether the hottest cell is on the lesion
     (`peak_inside`). None when no such image has a mask."""
+    import pandas as pd
+    from PIL import Image
+
+    from core.data.cache import resize_square
+    from core.data.images import load_rgb
+    from core.gradcam import cam_mass_inside, compute_cams
+
     right = select_cases(predictions).query("dx == predicted")
     ids = [i for i in right["image_id"] if i in images and mask_file(data_root, i).is_file()][:limit]
     if not ids:
@@ -82,8 +87,13 @@ def cam_mass_summary(mass: pd.DataFrame) -> dict:
             "peak_inside": round(float(mass["peak_inside"].mean()), 3)}
 
 
-def explain_image(trained, image: Image.Image, predicted: str) -> np.ndarray:
+def explain_image(trained: TrainedModel, image: Image.Image, predicted: str) -> np.ndarray:
     """Image | Grad-CAM for the predicted class | Grad-CAM for melanoma, as one uint8 strip."""
+    import numpy as np
+
+    from core.data.cache import resize_square
+    from core.inference import gradcam_overlay
+
     panels = [resize_square(image, trained.image_size), gradcam_overlay(trained, image, CLASS_INDEX[predicted]),
               gradcam_overlay(trained, image, MEL)]
     return np.concatenate(panels, axis=1)
@@ -103,6 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args)
     if args.out is None and not args.cam_mass:
         parser.error("--out is required (or --cam-mass)")
+    import pandas as pd
+    from PIL import Image
+
+    from core import io, results
+    from core.data.dataset import load_dataset
+    from core.data.images import load_rgb
+    from core.inference import load_run
 
     try:
         trained = load_run(args.run)

@@ -14,7 +14,6 @@ Whatever the source, the head is freshly initialised with ``num_classes`` output
 ``model.pretrained_cfg`` carries the backbone's input size and normalisation mean/std.
 """
 
-import difflib
 import importlib
 import os
 import socket
@@ -29,6 +28,7 @@ from huggingface_hub import try_to_load_from_cache
 from torch import nn
 
 from core.choices import PRETRAINED as PRETRAINED_CHOICES
+from core.config import check_backbone
 from core.labels import NUM_CLASSES
 
 # backbone -> the module of the PyPI package holding its weights.
@@ -60,17 +60,6 @@ def build_model(
         f"pretrained must be one of {PRETRAINED_CHOICES} or the path of an existing weights "
         f"file (.pth/.safetensors/.bin); got {pretrained!r}"
     )
-
-
-def check_backbone(backbone: str) -> None:
-    """Raise ValueError naming close matches when timm has no model of this name."""
-    if timm.is_model(backbone):
-        return
-    # Ties broken alphabetically, so 'efficientnet_bo' suggests b0..b4 rather than b8..b4.
-    scores = {name: difflib.SequenceMatcher(None, backbone, name).ratio() for name in timm.list_models()}
-    close = sorted((n for n, s in scores.items() if s >= 0.6), key=lambda n: (-scores[n], n))[:5]
-    hint = f"; close matches: {', '.join(close)}" if close else ""
-    raise ValueError(f"unknown timm backbone {backbone!r}{hint}")
 
 
 def _from_file(backbone: str, path: str | os.PathLike, dropout: float, num_classes: int) -> nn.Module:

@@ -1,6 +1,6 @@
 """The results contract: every file name, and one writer and one reader for each file.
 
-docs/results.md describes every file and field. A run folder is what `core.train` writes
+docs/results-contract.md describes every file and field. A run folder is what `core.train` writes
 for one run; a sweep folder holds a run folder per arm (`<arm>/`) beside summary.csv,
 splits.csv and sweep.json. An arm trained with several seeds keeps its first seed's run
 in its folder and the others under `seeds/`; one sampled several times keeps its best
@@ -78,7 +78,7 @@ def write_external_metrics(run_dir: Path, metrics: dict) -> Path:
 
 
 def read_external_metrics(run_dir: Path) -> dict | None:
-    """metrics_external.json (`python -m core.evaluation.external --external`), None when the run was not scored."""
+    """metrics_external.json (`python -m core.evaluate --external`), None when the run was not scored."""
     return read_json(Path(run_dir) / EXTERNAL_METRICS)
 
 

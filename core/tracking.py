@@ -25,9 +25,9 @@ import sys
 from pathlib import Path
 
 from core import results
+from core.choices import TRACKERS
 from core.config import ConfigError
 
-TRACKERS = ("tensorboard", "mlflow", "wandb")
 REQUIREMENTS = Path(__file__).resolve().parents[1] / "requirements-tracking.txt"
 PROJECT = "dermablate"  # the MLflow experiment and W&B project of single runs, unless the environment names one
 # What a tracker keeps of a finished run; the weights (best.pt) stay in the run folder.

@@ -9,15 +9,12 @@ Grad-CAM); it never imports Ray. The page's address holds the sweep, the arm and
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # `panel serve dashboards/app.py` runs this file as a script
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import panel as pn
 
+from dashboards.options import build_parser
 from dashboards.state import Dashboard
 from dashboards.views.arm import arm_view
 from dashboards.views.common import NOT_A_DEVICE
@@ -29,13 +26,6 @@ from dashboards.views.sweeps import sweep_view
 from dashboards.views.threshold import threshold_view
 
 pn.extension("tabulator", "filedropper")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="dermablate results dashboard")
-    parser.add_argument("--results", type=Path, default=Path("results"), help="results root: one folder per sweep")
-    parser.add_argument("--refresh", type=float, default=5.0, help="seconds between re-reads of the sweep's files")
-    return parser
 
 
 TABS = {  # the name in the address: (the tab's title, its view)

@@ -15,8 +15,8 @@ import pandas as pd
 
 from core.data.cache import resize_square
 from core.data.images import load_rgb
+from core.inference import TrainedModel, gradcam_overlay, load_run
 from core.labels import CLASSES, MEL, PROB_COLUMNS
-from core.predict import TrainedModel, gradcam_overlay, load_run
 from core.results import CHECKPOINT, METRICS
 from dashboards.datasets import dataset
 from dashboards.results import stamp
@@ -47,7 +47,7 @@ def select_images(outcomes: pd.DataFrame, dx: str = "all", outcome: str = "all")
 
 
 def trained_model(run_dir: Path) -> TrainedModel:
-    """The run's best.pt and its metrics.json's operating points (core.predict.load_run)."""
+    """The run's best.pt and its metrics.json's operating points (core.inference.load_run)."""
     run_dir = Path(run_dir)
     return _trained_model(run_dir, stamp(run_dir / CHECKPOINT), stamp(run_dir / METRICS))
 

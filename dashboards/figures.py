@@ -148,3 +148,4 @@ def gradcam_figure(examples: list[dict], title: str) -> Figure:
             ax.axis("off")
     fig.suptitle(title)
     return fig
+

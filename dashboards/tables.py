@@ -152,7 +152,7 @@ def subgroup_rows(metrics: dict | None, flagged_only: bool = False) -> pd.DataFr
     return table[table["flagged"]].reset_index(drop=True) if flagged_only else table
 
 
-EXTERNAL_NOTE = ("The ISIC 2018 Task 3 test set (`python -m core.evaluation.external --external`): held out from "
+EXTERNAL_NOTE = ("The ISIC 2018 Task 3 test set (`python -m core.evaluate --external`): held out from "
                  "HAM10000 but mostly from the same sources, so new images from familiar clinics, not another "
                  "population. Balanced accuracy is the challenge's metric (balanced multiclass accuracy); melanoma "
                  "thresholds stay the ones chosen on validation. Estimate [95% bootstrap interval].")
@@ -174,3 +174,4 @@ def external_by_arm(results_by_arm: dict[str, dict | None]) -> pd.DataFrame:
                      "external bal. acc": interval_text(result["balanced_multiclass_accuracy"]),
                      **{label: interval_text(figures.get(key)) for key, label in EXTERNAL_FIGURES.items()}})
     return pd.DataFrame(rows)
+

@@ -1,7 +1,7 @@
 """The sweep's arms: one per ablation config file, and the step each may need first.
 
 An arm exists because `ablations/configs/<arm>.yaml` exists: adding a config adds an arm to the
-default sweep, unless ablations/arms.py lists it as beyond the study (those run only when named).
+default sweep, unless core/arms.py lists it as beyond the study (those run only when named).
 An arm that needs something made before it trains registers a pre-step in PRE_STEPS:
 baseline_synth's cVAE. The trial runs it as a Ray task on one worker's resources, before
 its Train run, so that the DDP ranks find the result in the cache instead of each making it.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ablations.arms import CONFIG_DIR, available, study_arms
+from core.arms import CONFIG_DIR, available, study_arms
 from core.config import ConfigError, RunConfig, load_config
 from core.cvae.store import ensure_cvae
 from ray_jobs import storage

@@ -1,6 +1,6 @@
 """How many trials share the one GPU of a single-GPU node by default: measured, never guessed.
 
-`python benchmarks/gpu_train.py --packing` trains the eight arms for one epoch each, at the
+`python -m benchmarks.gpu_train --packing` trains the eight arms for one epoch each, at the
 full profile's sizes, 1, 2, 4 and 8 at a time on one GPU, and records for that kind of card
 (Ray's `accelerator_type`, e.g. H200) whether each count completed, its summed images/s and
 its peak memory, in benchmarks/results/packing.json. The default is then the smallest count
@@ -55,7 +55,7 @@ def default_share(cluster: dict, workers: int, measurements: dict) -> tuple[floa
     record = measurements.get(card or "")
     if not record:
         return 1.0, (f"one trial on the GPU: no packing measurement for {card or 'this card'} in {PACKING_FILE.name} "
-                     f"(measure with benchmarks/gpu_train.py --packing, or pass --gpus-per-worker 0.25)")
+                     f"(measure with python -m benchmarks.gpu_train --packing, or pass --gpus-per-worker 0.25)")
     count = best_count(record["rows"])
     measured = ", ".join(f"{row['at_once']} at once {row['sum_images_per_s']:.0f} img/s" for row in record["rows"])
     return 1.0 / count, f"{count} trials share the {card}: measured {record['date']} ({measured})"

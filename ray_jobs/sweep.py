@@ -1,7 +1,7 @@
 """The driver side of a sweep: shared inputs made once, then every arm's trials under Ray Tune.
 
     RESULTS/<sweep>/
-      sweep.json, splits.csv, summary.csv   the results contract (docs/results.md)
+      sweep.json, splits.csv, summary.csv   the results contract (docs/results-contract.md)
       <arm>/ ...                            the arm's run folder (its best sample)
       <arm>/samples/<trial_id>/             the other samples, with --samples K > 1
       <arm>/seeds/seed_<n>/                 the other training seeds, with --seeds N > 1
@@ -30,7 +30,7 @@ from core.data.check import cached_check, usable_metadata
 from core.data.dataset import load_dataset
 from core.data.metadata import DatasetError
 from core.data.split import duplicates_report, lesion_split
-from core.train import build_image_caches
+from core.training import build_image_caches
 from ray_jobs import permanent, storage, trackers
 from ray_jobs.arms import PRE_STEPS
 from ray_jobs.resources import TRIAL_RESOURCES, Resources

@@ -1,4 +1,4 @@
-"""One Tune trial = one sample of one arm: a Ray Train DDP run of `core.train.fit`.
+"""One Tune trial = one sample of one arm: a Ray Train DDP run of `core.training.fit`.
 
 The trial function (`run_trial`) holds no CPU. It builds a `TorchTrainer` whose workers
 each run `train_worker`: core's own loop, which wraps the model in DDP, shards with its
@@ -32,7 +32,7 @@ from core import results
 from core.checkpoints import load_checkpoint
 from core.config import RunConfig, from_dict
 from core.log import inherited, setup_logging, use_bar
-from core.train import fit
+from core.training import fit
 from ray_jobs import faults, permanent, storage
 from ray_jobs.arms import PRE_STEPS
 from ray_jobs.packing import PackedOutOfMemory, out_of_memory_message

@@ -47,7 +47,7 @@ def trained_run(demo_root, tmp_path_factory) -> tuple[Path, Path]:
     import torch
 
     from core.config import load_config
-    from core.train import fit
+    from core.training import fit
     from tests.sweep_fixture import CONFIGS
 
     out = tmp_path_factory.mktemp("trained") / "baseline"

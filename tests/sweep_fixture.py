@@ -25,7 +25,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "ablations" / "configs"
 
 
 def arm_names() -> list[str]:
-    from ablations.arms import study_arms
+    from core.arms import study_arms
 
     return study_arms(CONFIGS)
 

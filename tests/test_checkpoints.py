@@ -15,11 +15,11 @@ import torch
 from PIL import Image
 
 from core.checkpoints import UntrustedCheckpoint, load_checkpoint
-from core.cvae import load_cvae
+from core.cvae.store import load_cvae
 from core.data.dataset import load_dataset
-from core.evaluation.external import main as evaluate_cli
+from core.evaluate import main as evaluate_cli
 from core.explain import main as explain_cli
-from core.predict import load_run
+from core.inference import load_run
 from core.predict import main as predict_cli
 from core.results import EXTERNAL_METRICS as EXTERNAL_METRICS_FILE
 from core.results import run_summary_row, write_summary
@@ -83,7 +83,7 @@ def test_genuine_checkpoints_load(trained_run):
     run, state = trained_run
     best = load_checkpoint(run / "best.pt")
     assert {"model", "config", "classes", "mean", "std", "epoch", "synthetic_data"} <= set(best)
-    assert load_run(run).config == best["config"]
+    assert load_run(run).config.to_dict() == best["config"]  # a RunConfig, the same values
     resume = load_checkpoint(state)
     assert {"model", "optimizer", "scheduler", "scaler", "epoch", "history", "best"} <= set(resume)
     assert len(resume["history"]) == resume["epoch"]

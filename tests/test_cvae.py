@@ -12,10 +12,13 @@ import torch
 from PIL import Image
 
 import core.cvae.store
-from core import train
+from core import train, training
 from core.config import ConfigError, from_dict, load_config
-from core.cvae import CVAEConfig, generate, load_cvae, synthetic_plan, train_cvae
 from core.cvae.__main__ import main as cvae_main
+from core.cvae.fit import train_cvae
+from core.cvae.model import CVAEConfig, generate
+from core.cvae.store import load_cvae
+from core.cvae.synthetic import synthetic_plan
 from core.data.cache import build_cache
 from core.data.dataset import load_dataset
 from core.data.split import lesion_split
@@ -131,7 +134,8 @@ def test_arm_trains_end_to_end_and_reports_its_synthetic_images(synth_run):
 def test_synthetic_images_never_reach_val_test_or_the_split(synth_run, demo_root):
     run, cfg = synth_run["run"], synth_run["cfg"]
     splits = pd.read_csv(run / "splits.csv", dtype=str)
-    without = train.prepare_data(from_dict({**cfg.to_dict(), "synthetic": "none"}), demo_root, (0.5,) * 3, (0.5,) * 3)
+    without = training.prepare_data(from_dict({**cfg.to_dict(), "synthetic": "none"}), demo_root, (0.5,) * 3,
+                                    (0.5,) * 3)
     pd.testing.assert_frame_equal(splits, without.splits.reset_index(drop=True).astype(str))
     for name in ("val", "test"):
         ids = pd.read_csv(run / f"predictions_{name}.csv", dtype=str)["image_id"]
@@ -141,8 +145,8 @@ def test_synthetic_images_never_reach_val_test_or_the_split(synth_run, demo_root
 
 def test_synthetic_images_appear_in_training_batches_only(synth_run, demo_root):
     cfg = synth_run["cfg"]
-    data = train.prepare_data(cfg, demo_root, (0.5,) * 3, (0.5,) * 3)
-    loaders = train.make_loaders(cfg, data, torch.device("cpu"))
+    data = training.prepare_data(cfg, demo_root, (0.5,) * 3, (0.5,) * 3)
+    loaders = training.make_loaders(cfg, data, torch.device("cpu"))
     # The items each loader's batches are made of (its batch sampler), without decoding them.
     seen = {name: {dataset.image_ids[i] for batch in loader.batch_sampler for i in batch}
             for name, loader, dataset in zip(("train", "val", "test"), loaders, (data.train, data.val, data.test))}
@@ -169,14 +173,14 @@ def test_a_second_run_reuses_the_cached_cvae(synth_run, demo_root, monkeypatch):
     models = list(synth_run["cache"].glob("cvae/*/cvae.pt"))
     assert len(models) == 1
     before = models[0].stat().st_mtime_ns
-    path = core.cvae.ensure_cvae(synth_run["cfg"], demo_root, synth_run["run"] / "splits.csv")
+    path = core.cvae.store.ensure_cvae(synth_run["cfg"], demo_root, synth_run["run"] / "splits.csv")
     assert path == models[0] and path.stat().st_mtime_ns == before
-    data = train.prepare_data(synth_run["cfg"], demo_root, (0.5,) * 3, (0.5,) * 3)
+    data = training.prepare_data(synth_run["cfg"], demo_root, (0.5,) * 3, (0.5,) * 3)
     assert data.generated.cvae_path == path
     # A different cVAE setting is a different model.
     other = from_dict({**synth_run["cfg"].to_dict(), "cvae_latent": 8})
     with pytest.raises(Retrained):
-        core.cvae.ensure_cvae(other, demo_root, synth_run["run"] / "splits.csv")
+        core.cvae.store.ensure_cvae(other, demo_root, synth_run["run"] / "splits.csv")
 
 
 # --------------------------------------------------------------------------- command line and config

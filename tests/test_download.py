@@ -24,8 +24,8 @@ from core.data.download import (
     retry_policy,
     unpack_zip,
 )
+from core.data.isic2018 import HAM_FORMAT, find_ground_truth, locate_images, read_ground_truth
 from core.data.metadata import read_metadata
-from core.evaluation.external import HAM_FORMAT, find_ground_truth, locate_images, read_ground_truth
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -217,7 +217,7 @@ def test_full_download_includes_the_isic2018_test_set(dataverse, tmp_path):
     assert (unpacked / UNPACKED_MARKER).is_file()
     for member, data in TEST_IMAGES.items():
         assert (unpacked / member).read_bytes() == data
-    # What `python -m core.evaluation.external --external` reads: the ground truth and every image it names.
+    # What `python -m core.evaluate --external` reads: the ground truth and every image it names.
     truth = read_ground_truth(find_ground_truth(tmp_path))
     refs = locate_images(truth, tmp_path)
     assert truth.format == HAM_FORMAT and list(truth.frame["image_id"]) == ["ISIC_0034524", "ISIC_0034525"]

@@ -18,10 +18,10 @@ from PIL import Image
 from core.data.__main__ import main as data_cli
 from core.data.check import check_dataset
 from core.data.dataset import load_dataset
-from core.data.duplicates import DEFAULT_THRESHOLD, find_duplicates, sorted_embeddings, whiten
 from core.data.metadata import DatasetError
 from core.data.pairs import PAIR_COLUMNS, crossing_pairs, lesion_groups, pairs_in, read_pairs
 from core.data.split import duplicates_report, lesion_split
+from core.duplicates import DEFAULT_THRESHOLD, find_duplicates, sorted_embeddings, whiten
 from tests.conftest import HAM, needs_ham
 
 # Each planted copy: (its source's class, how it was made). Saved under a new lesion_id.
@@ -237,7 +237,7 @@ def test_sweep_records_the_links_and_the_crossings_avoided(planted, planted_pair
 def test_training_with_a_duplicates_file_leaves_no_listed_pair_across_splits(planted, planted_pairs, tmp_path):
     from core.config import RunConfig
     from core.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-    from core.train import prepare_data
+    from core.training import prepare_data
 
     root, copies = planted
     meta = load_dataset(root).metadata

@@ -18,20 +18,20 @@ from sklearn.metrics import balanced_accuracy_score
 
 from core.data.dataset import load_dataset
 from core.data.images import read_bytes
-from core.data.metadata import SYNTHETIC_DATASET, DatasetError
-from core.evaluation.bootstrap import confidence_intervals
-from core.evaluation.external import (
+from core.data.isic2018 import (
     HAM_FORMAT,
     ONE_HOT_CLASSES,
     ONE_HOT_FORMAT,
-    evaluate_external,
     find_ground_truth,
     load_external,
-    main,
     read_ground_truth,
 )
+from core.data.metadata import SYNTHETIC_DATASET, DatasetError
+from core.evaluate import main
+from core.evaluation.bootstrap import confidence_intervals
+from core.evaluation.external import evaluate_external
 from core.evaluation.metrics import classification_metrics, interval_thresholds
-from core.predict import load_run
+from core.inference import load_run
 from core.results import EXTERNAL_METRICS as METRICS_FILE
 from core.results import EXTERNAL_PREDICTIONS as PREDICTIONS_FILE
 from core.results import read_predictions

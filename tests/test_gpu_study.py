@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import tarfile
 from pathlib import Path
 
@@ -11,8 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import gpu_study  # noqa: E402
+from benchmarks import gpu_study
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ from core.data.dataset import load_dataset
 from core.data.images import ImageRef, load_rgb
 from core.explain import cam_mass_on_lesions, cam_mass_summary
 from core.explain import main as explain_cli
-from core.predict import load_run, predict_and_screen
-from core.train import fit
+from core.inference import load_run, predict_and_screen
+from core.training import fit
 from tests.conftest import HAM, needs_ham
 from tests.test_config import CONFIGS
 

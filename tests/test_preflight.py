@@ -6,12 +6,15 @@ import re
 
 import pandas as pd
 import pytest
+import ray
 import timm
+import torch
 from huggingface_hub import constants as hf_constants
 
 from ablations import run_all
 from core.config import ConfigError
 from core.model import weights_problem
+from ray_jobs import driver
 from ray_jobs.arms import load_arms
 from ray_jobs.estimate import seconds_per_image, sweep_seconds
 from ray_jobs.preflight import check_resources, check_weights
@@ -73,8 +76,8 @@ def test_run_all_refuses_before_checking_data_or_starting_ray(offline, demo_root
     def never(*args, **kwargs):
         raise AssertionError("the sweep went on past the pre-flight")
 
-    monkeypatch.setattr(run_all, "check_data", never)
-    monkeypatch.setattr(run_all.ray, "init", never)
+    monkeypatch.setattr(driver, "check_data", never)
+    monkeypatch.setattr(ray, "init", never)
     status = run_all.main(["--data-root", str(demo_root), "--results", str(tmp_path / "results"),
                            "--arms", "baseline", "sampler"])
     assert status == 2
@@ -107,7 +110,7 @@ def stop_before_ray(monkeypatch) -> None:
     def stop(*args, **kwargs):
         raise ReachedRay
 
-    monkeypatch.setattr(run_all.ray, "init", stop)
+    monkeypatch.setattr(ray, "init", stop)
 
 
 class ReachedRay(Exception):
@@ -119,8 +122,8 @@ def test_run_all_refuses_a_trial_too_big_for_this_machine_before_the_data_check(
     def never(*args, **kwargs):
         raise AssertionError("the sweep went on past the pre-flight")
 
-    monkeypatch.setattr(run_all, "usable_cpus", lambda: 2)
-    monkeypatch.setattr(run_all, "check_data", never)
+    monkeypatch.setattr(driver, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(driver, "check_data", never)
     stop_before_ray(monkeypatch)
     status = run_all.main(["--data-root", str(demo_root), "--results", str(tmp_path / "results"), "--profile", "smoke",
                            "--workers-per-trial", "3"])
@@ -151,7 +154,7 @@ def test_the_probe_times_a_real_training_step():
 
 
 def test_a_full_sweep_without_a_gpu_prints_its_estimate_before_ray(demo_root, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(run_all.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     stop_before_ray(monkeypatch)
     with pytest.raises(ReachedRay):
         run_all.main(["--data-root", str(demo_root), "--results", str(tmp_path / "results"), "--arms", "baseline",
@@ -165,8 +168,8 @@ def test_the_demo_and_smoke_profiles_skip_the_probe(demo_root, tmp_path, monkeyp
     def never(*args, **kwargs):
         raise AssertionError("probed")
 
-    monkeypatch.setattr(run_all, "estimate_line", never)
-    monkeypatch.setattr(run_all.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(driver, "estimate_line", never)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     stop_before_ray(monkeypatch)
     for profile in ("demo", "smoke"):
         with pytest.raises(ReachedRay):

@@ -38,10 +38,10 @@ def probe(trainable) -> None:
     import ray
     import ray.train
 
-    import core.train
+    import core.training
 
     record = {"drawn": {}, "weights": {}}
-    train_one_epoch, fit = core.train.train_one_epoch, trainable.fit
+    train_one_epoch, fit = core.training.train_one_epoch, trainable.fit
 
     def probed_epoch(model, loader, *args, **kwargs):
         # The sampler draws the same indices for the loader as for this look (seed, epoch, rank).
@@ -63,7 +63,7 @@ def probe(trainable) -> None:
         Path(os.environ[PROBE_DIR], f"rank{rank}.json").write_text(json.dumps(record))
         return result
 
-    core.train.train_one_epoch = probed_epoch
+    core.training.train_one_epoch = probed_epoch
     trainable.fit = probed_fit
 
 

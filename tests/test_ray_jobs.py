@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from core.tracking import final_figures
-from dashboards.report import build_report
+from dashboards.reporting import build_report
 from tests import tracker_stores as stores
 
 pytestmark = pytest.mark.slow

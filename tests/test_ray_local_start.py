@@ -6,7 +6,7 @@ import os
 import pytest
 import ray
 
-from ablations.run_all import REPO, local_runtime_env
+from ray_jobs.driver import CHECKOUT, local_runtime_env
 
 pytestmark = pytest.mark.slow
 
@@ -25,4 +25,4 @@ def test_workers_run_at_full_priority_and_import_this_checkout():
     finally:
         ray.shutdown()
     assert niceness == os.nice(0)  # Ray's default would be 15 above the driver's
-    assert module.startswith(str(REPO))  # this checkout, whatever the current folder
+    assert module.startswith(str(CHECKOUT))  # this checkout, whatever the current folder

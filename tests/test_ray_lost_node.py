@@ -42,9 +42,9 @@ def probe(trainable) -> None:
     import ray
     import ray.train.torch
 
-    import core.train
+    import core.training
 
-    make_trainer, train_one_epoch = ray.train.torch.TorchTrainer, core.train.train_one_epoch
+    make_trainer, train_one_epoch = ray.train.torch.TorchTrainer, core.training.train_one_epoch
     probes = Path(os.environ[PROBE_DIR])
 
     def trainer_on_node2_while_it_exists(*args, scaling_config, **kwargs):
@@ -70,7 +70,7 @@ def probe(trainable) -> None:
         return train_one_epoch(model, held_in_epoch_2(loader) if epoch == 2 else loader, *args, **kwargs)
 
     ray.train.torch.TorchTrainer = trainer_on_node2_while_it_exists
-    core.train.train_one_epoch = recorded_epoch
+    core.training.train_one_epoch = recorded_epoch
 
 
 def remove_when_held(cluster, node, probes: Path, results: Path, removed: dict, timeout: float = 400) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ablations.arms import study_arms
+from core.arms import study_arms
 from core.tracking import final_figures
 from ray_jobs.faults import KILL_AT_EPOCH, KILL_MARKER
 from tests import tracker_stores as stores

@@ -21,12 +21,12 @@ from core.data.images import ImageRef, load_rgb
 from core.data.metadata import find_metadata, read_metadata
 from core.evaluation import classification_metrics, evaluate_run
 from core.evaluation.calibration import apply_temperature
-from core.predict import load_run, predict_and_screen
+from core.inference import dihedral_views, load_run, predict_and_screen
 from core.predict import main as predict_cli
 from core.results import read_predictions
 from core.tracking import TRACKERS, final_figures
-from core.train import dihedral_views, fit
 from core.train import main as train_cli
+from core.training import fit
 from tests import tracker_stores as stores
 from tests.test_config import ARMS, CONFIGS
 

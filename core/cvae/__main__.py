@@ -6,25 +6,22 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-from PIL import Image
-
-from core.config import ConfigError, RunConfig, from_dict
-from core.cvae.model import generate
-from core.cvae.store import cvae_config, load_cvae, train_and_save, training_rows
-from core.data.dataset import load_dataset
-from core.data.metadata import DatasetError
-from core.data.split import lesion_split
-from core.devices import resolve_device
-from core.io import atomic_write
-from core.labels import CLASS_INDEX, CLASSES
+from core.config import ConfigError, RunConfig
+from core.labels import CLASSES
 from core.log import add_verbosity_flags, setup_logging
 
 log = logging.getLogger(__name__)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from core.config import from_dict
+    from core.cvae.store import cvae_config, train_and_save, training_rows
+    from core.data.dataset import load_dataset
+    from core.data.split import lesion_split
+    from core.devices import resolve_device
+
     cfg = from_dict({"cvae_resolution": args.resolution, "cvae_epochs": args.epochs, "cvae_latent": args.latent,
                      "cvae_beta": args.beta, "cvae_kl_warmup": args.kl_warmup, "device": args.device},
                     source="command line")
@@ -38,6 +35,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from core.cvae.model import generate
+    from core.cvae.store import load_cvae
+    from core.devices import resolve_device
+    from core.io import atomic_write
+    from core.labels import CLASS_INDEX
+
     if args.n < 1:
         raise ConfigError(f"--n must be at least 1; got {args.n}")
     model, _ = load_cvae(args.model, resolve_device(args.device))
@@ -83,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args)
+    from core.data.metadata import DatasetError
+
     try:
         return args.run(args)
     except (ConfigError, DatasetError) as e:

@@ -10,27 +10,26 @@ import time
 from pathlib import Path
 
 from core.data import download
-from core.data.cache import build_cache
-from core.data.check import check_dataset
-from core.data.dataset import load_dataset
-from core.data.demo import make_demo_dataset
-from core.data.images import ImageError, load_rgb
-from core.data.metadata import DatasetError, read_metadata
-from core.data.split import duplicates_report, lesion_split, split_summary
-from core.data.stats import write_stats
-from core.io import write_csv
 from core.log import add_verbosity_flags, setup_logging
 
 log = logging.getLogger(__name__)
 
 
+# Each command imports what it runs, so `--help` answers before pandas, torch and the model load.
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    from core.data.demo import make_demo_dataset
+
     frame = make_demo_dataset(args.out, n=args.n, seed=args.seed, masks=args.masks)
     log.info("wrote %d SYNTHETIC images (%d lesions) to %s", len(frame), frame["lesion_id"].nunique(), args.out)
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from core.data.check import check_dataset
+    from core.data.dataset import load_dataset
+
     report = check_dataset(load_dataset(args.data_root, args.metadata), decode=not args.no_decode,
                            duplicates=args.duplicates)
     print(json.dumps(report.summary, indent=2))
@@ -42,6 +41,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_split(args: argparse.Namespace) -> int:
+    from core.data.dataset import load_dataset
+    from core.data.metadata import DatasetError, read_metadata
+    from core.data.split import duplicates_report, lesion_split, split_summary
+    from core.io import write_csv
+
     if args.metadata:
         meta = read_metadata(args.metadata)
     elif args.data_root:
@@ -61,6 +65,10 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    from core.data.dataset import load_dataset
+    from core.data.images import load_rgb
+    from core.data.stats import write_stats
+
     ds = load_dataset(args.data_root, args.metadata)
 
     def load_image(image_id: str):
@@ -73,6 +81,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
+    from core.data.cache import build_cache
+    from core.data.dataset import load_dataset
+
     ds = load_dataset(args.data_root, args.metadata)
     ids = sorted(ds.metadata["image_id"])
     cache = build_cache(ds, ids, args.side, args.cache_dir)
@@ -81,7 +92,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_duplicates(args: argparse.Namespace) -> int:
-    from core.data import duplicates  # loads torch and the model: only this command needs them
+    from core import duplicates
+    from core.io import write_csv
 
     threshold = duplicates.DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     side = args.side or duplicates.DEFAULT_SIDE
@@ -144,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("duplicates.csv"))
     p.add_argument("--sheet", type=Path, help="review sheet PNG (default: beside --out, *_review.png)")
     p.add_argument("--threshold", type=float, help="cosine similarity to flag (default: the one measured on "
-                                                    "HAM10000, core.data.duplicates.DEFAULT_THRESHOLD)")
+                                                    "HAM10000, core.duplicates.DEFAULT_THRESHOLD)")
     p.add_argument("--side", type=int, help="input side of the embedding model (default: DEFAULT_SIDE there)")
     p.add_argument("--top", type=int, default=24, help="pairs on the review sheet")
     p.add_argument("--cache-dir", type=Path)
@@ -161,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args)
+    from core.data.images import ImageError
+    from core.data.metadata import DatasetError
+
     try:
         return args.run(args)
     except (DatasetError, ImageError) as e:

@@ -2,7 +2,7 @@
 
 By default it fetches the training set (two image zips and the metadata) and the ISIC 2018
 Task 3 test set the record also holds (1511 images and their ground truth), on which
-`python -m core.evaluation.external --external` scores trained runs.
+`python -m core.evaluate --external` scores trained runs.
 
 Each file streams into NAME.part (resumed with an HTTP Range request after an interruption),
 is checked against the size and checksum the dataset record lists, then renamed into

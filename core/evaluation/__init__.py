@@ -8,12 +8,21 @@ with `selection_key` score the validation images each epoch. Inside:
   operating points, and `evaluate_run`;
 - `calibration.py` (temperature, ECE, reliability), `bootstrap.py` (lesion-level intervals,
   paired comparisons), `subgroups.py` (melanoma recall by sex, age, site, source);
-- the command lines on finished runs: `python -m core.evaluation.compare` (two runs, paired),
-  `.ensemble` (mean of arms' predictions, a new run folder), `.external` (the ISIC 2018
-  Task 3 test set).
+- the command lines on finished runs' predictions: `python -m core.evaluation.compare` (two
+  runs, paired) and `.ensemble` (mean of arms' predictions, a new run folder). Scoring a
+  trained run on the ISIC 2018 Task 3 test set: `external.py` scores a loaded run (which it
+  is handed: evaluation imports no torch); `python -m core.evaluate` is its command line.
 
-The files read and written are the results contract's (core/results.py, docs/results.md).
+The files read and written are the results contract's (core/results.py, docs/results-contract.md).
 """
-from core.evaluation.metrics import classification_metrics, evaluate_run, selection_key, validation_scores
-
 __all__ = ["classification_metrics", "evaluate_run", "selection_key", "validation_scores"]
+
+
+def __getattr__(name: str):
+    """The entry points load metrics.py (and scikit-learn) when first used, not when a command
+    line under core.evaluation is imported for its --help."""
+    if name in __all__:
+        from core.evaluation import metrics
+
+        return getattr(metrics, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

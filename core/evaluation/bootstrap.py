@@ -13,10 +13,11 @@ import numpy as np
 from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score
 
+from core.config import RunConfig
 from core.labels import CLASSES, MEL, NUM_CLASSES
 from core.log import progress
 
-REPLICATES = 1000
+REPLICATES = RunConfig.bootstrap_replicates  # a run's default
 LEVEL = 0.95
 
 Statistic = Callable[[np.ndarray, np.ndarray], dict[str, float | None]]

@@ -12,12 +12,16 @@ import json
 import sys
 from pathlib import Path
 
-from core import io, results
-from core.evaluation.bootstrap import REPLICATES, paired_comparison
+from core.config import RunConfig
 from core.log import add_verbosity_flags, setup_logging
+
+REPLICATES = RunConfig.bootstrap_replicates
 
 
 def compare_runs(run_a: str | Path, run_b: str | Path, replicates: int = REPLICATES, seed: int = 0) -> dict:
+    from core import results
+    from core.evaluation.bootstrap import paired_comparison
+
     run_a, run_b = Path(run_a), Path(run_b)
     y_a, probs_a, frame_a = results.read_predictions(results.predictions_path(run_a, "test"))
     _, probs_b, frame_b = results.read_predictions(results.predictions_path(run_b, "test"))
@@ -46,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.out:
+        from core import io
+
         io.write_json(args.out, result)
     print(f"{result['b']} minus {result['a']} (95% lesion-level paired bootstrap, {args.replicates} replicates):")
     for name, figure in result["figures"].items():

@@ -13,19 +13,20 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from core import results
-from core.data.metadata import DatasetError, find_metadata, read_metadata
-from core.evaluation import evaluate_run
 from core.log import add_verbosity_flags, setup_logging
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SPLITS = ("val", "test")
 
 
 def mean_predictions(run_dirs: list[Path], split: str) -> pd.DataFrame:
     """The members' predictions on one split, averaged image by image (aligned by image_id)."""
+    from core import results
+
     y, first, frame = results.read_predictions(results.predictions_path(run_dirs[0], split))
     ids = frame["image_id"]
     total = first.copy()
@@ -41,6 +42,9 @@ def mean_predictions(run_dirs: list[Path], split: str) -> pd.DataFrame:
 
 def test_info(sweep: Path, splits: pd.DataFrame) -> pd.DataFrame:
     """The test images' lesion ids, with the sweep's metadata columns when its data root is readable."""
+    from core import results
+    from core.data.metadata import DatasetError, find_metadata, read_metadata
+
     info = splits.set_index("image_id")[["lesion_id"]]
     try:
         data_root = (results.read_sweep_record(sweep) or {}).get("data_root")
@@ -53,6 +57,9 @@ def test_info(sweep: Path, splits: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_ensemble(sweep: Path, arms: list[str], name: str | None = None) -> Path:
+    from core import results
+    from core.evaluation import evaluate_run
+
     if len(arms) < 2:
         raise ValueError("an ensemble needs at least two arms")
     runs = [sweep / arm for arm in arms]
@@ -80,6 +87,8 @@ def build_ensemble(sweep: Path, arms: list[str], name: str | None = None) -> Pat
 
 
 def _add_summary_row(sweep: Path, name: str, metrics: dict) -> None:
+    from core import results
+
     summary = results.read_summary(sweep)
     rows = summary[summary["arm"] != name].to_dict("records") + [results.summary_row(name, "finished", metrics)]
     results.write_summary(sweep, rows)
@@ -97,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from core import results
+
     test = results.read_metrics(out)["test"]
     print(f"{out.name}: test acc {test['accuracy']:.4f} macro-F1 {test['macro_f1']:.4f} balanced acc "
           f"{test['balanced_accuracy']:.4f} mel recall {test['per_class']['mel']['recall']:.4f} -> {out}")

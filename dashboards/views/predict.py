@@ -6,8 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import panel as pn
 
+from core.inference import gradcam_overlay, predict_and_screen
 from core.labels import CLASS_INDEX, CLASS_NAMES, CLASSES, MEL
-from core.predict import WARNING_TITLES, calibrated, describe, gradcam_overlay, mel_flags, predict_and_screen
+from core.predict import WARNING_TITLES, describe, mel_flags
 from core.results import CHECKPOINT
 from dashboards.cams import trained_model
 from dashboards.figures import probability_figure
@@ -105,7 +106,7 @@ def predict_view(dash: Dashboard) -> pn.Column:
                 pn.Column(pn.pane.Markdown(f"**Predicted: `{CLASSES[int(probs.argmax())]}`** (arm `{arm.value}`)"),
                           pn.pane.Markdown(flags_text(trained, float(probs[MEL])), width=420)),
             ),
-            pn.Row(table(probabilities(probs, calibrated(trained, probs), trained.temperature),
+            pn.Row(table(probabilities(probs, trained.calibrated(probs), trained.temperature),
                          css_classes=["probabilities"]),
                    figure(probability_figure(probs, "class probabilities"))),
         ]

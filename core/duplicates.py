@@ -21,13 +21,13 @@ import torch
 from matplotlib.figure import Figure
 from torch.utils.data import DataLoader
 
-from core.data.cache import DecodedImages, cache_key, default_cache_dir
+from core.data.cache import cache_key, default_cache_dir
 from core.data.dataset import Ham10000, load_dataset
 from core.data.images import load_rgb
+from core.data.isic2018 import GROUND_TRUTH_NAMES, load_external
 from core.data.pairs import PAIR_COLUMNS
-from core.evaluation.external import GROUND_TRUTH_NAMES, load_external
+from core.inference import EvalPipeline, over_dataset
 from core.io import atomic_write
-from core.log import progress
 from core.model import build_model
 
 BACKBONE = "tf_efficientnet_lite0"  # the one with offline weights (pretrained='pypi') and the cheapest
@@ -59,16 +59,15 @@ def embed_images(ds: Ham10000, ids: list[str], side: int = DEFAULT_SIDE,
     if path.exists():
         return np.load(path)
     model = build_model(BACKBONE, "pypi", num_classes=0).eval()
-    mean = torch.tensor(model.pretrained_cfg["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(model.pretrained_cfg["std"]).view(1, 3, 1, 1)
-    # One loader worker decodes the next batch while the model runs on this one.
-    loader = DataLoader(DecodedImages([ds.images[i] for i in ids], side), batch_size=BATCH, num_workers=1)
-    parts = []
-    with torch.inference_mode():
-        for batch in progress(loader, desc=f"embed {side}px", unit="batch"):
-            x = (batch.permute(0, 3, 1, 2).float() / 255 - mean) / std
-            parts.append(torch.nn.functional.normalize(model(x), dim=1).numpy())
-    embeddings = np.concatenate(parts) if parts else np.zeros((0, model.num_features), np.float32)
+    if ids:
+        pipeline = EvalPipeline(side, False, tuple(model.pretrained_cfg["mean"]), tuple(model.pretrained_cfg["std"]))
+        images = pipeline.files([ds.images[i] for i in ids], np.zeros(len(ids), dtype=int), ids)
+        # One loader worker decodes the next batch while the model runs on this one.
+        loader = DataLoader(images, batch_size=BATCH, num_workers=1)
+        embeddings = over_dataset(lambda x: torch.nn.functional.normalize(model(x), dim=1), loader,
+                                  torch.device("cpu"), desc=f"embed {side}px").astype(np.float32)
+    else:
+        embeddings = np.zeros((0, model.num_features), np.float32)
 
     def save(tmp: Path) -> None:
         with tmp.open("wb") as f:
