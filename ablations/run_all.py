@@ -30,8 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--arms", nargs="+",
                        help="arms to run (default: the eight study arms; best_single only when named)")
     sweep.add_argument("--samples", type=int, help="hyperparameter samples per arm (default 1: the config as written)")
-    sweep.add_argument("--seeds", type=int, help="training seeds per arm on the same split (default 1); the summary "
-                                                 "adds each figure's mean and standard deviation")
+    sweep.add_argument("--seeds", type=int, help="training seeds per arm on the same split (default 3 on the demo "
+                                                 "profile, else 1); the summary adds each figure's mean and standard "
+                                                 "deviation, and the report's findings compare arms over them")
     sweep.add_argument("--scheduler", choices=["asha", "fifo"], help="asha (per arm, default) or fifo (no stopping)")
     sweep.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
                        help="override config keys of every arm (repeatable; a later value of a key wins)")

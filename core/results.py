@@ -216,6 +216,13 @@ def summary_row(arm: str, status: str, metrics: dict | None = None, seed_metrics
     return row
 
 
+def seed_runs(arm_dir: str | Path) -> list[Path]:
+    """An arm's finished runs, one per training seed: its own folder first, then those under seeds/
+    (in name order); a run counts once its metrics.json is written."""
+    arm_dir = Path(arm_dir)
+    return [run for run in [arm_dir, *sorted(arm_dir.glob(f"{SEEDS_DIR}/*"))] if (run / METRICS).is_file()]
+
+
 def run_summary_row(arm: str, run_dir: str | Path, status: str, wall_seconds: float | None = None) -> dict:
     """summary_row of a local run folder (its metrics.json and its seeds/ runs' ones)."""
     seeds = [read_metrics(folder) for folder in sorted(Path(run_dir).glob(f"{SEEDS_DIR}/*"))]

@@ -149,3 +149,32 @@ def gradcam_figure(examples: list[dict], title: str) -> Figure:
     fig.suptitle(title)
     return fig
 
+
+VERDICT_COLOURS = {"higher": "tab:green", "lower": "tab:red", "not separated": "tab:grey", "one run": "tab:orange"}
+
+
+def forest_figure(frame: pd.DataFrame, title: str) -> Figure:
+    """The findings as a forest plot: one panel per figure, a row per comparison, the difference and
+    its interval coloured by verdict, zero marked (frame: `tables.findings_frame`)."""
+    names = list(dict.fromkeys(frame["figure"]))
+    comparisons = list(dict.fromkeys(frame["comparison"]))
+    fig = Figure(figsize=(3.2 * len(names) + 1.5, 0.4 * len(comparisons) + 1.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(names), sharey=True))
+    for ax, name in zip(axes, names):
+        rows = frame[frame["figure"] == name].dropna(subset=["estimate"])
+        y = [comparisons.index(c) for c in rows["comparison"]]
+        for (_, row), at in zip(rows.iterrows(), y):
+            colour = VERDICT_COLOURS[row["verdict"]]
+            if pd.notna(row["low"]):
+                ax.plot([row["low"], row["high"]], [at, at], color=colour, linewidth=2)
+            ax.plot(row["estimate"], at, "o", color=colour, markerfacecolor="white" if row["verdict"] == "one run"
+                    else colour)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_title(name, fontsize=9)
+        ax.set_yticks(range(len(comparisons)), comparisons, fontsize=8)
+        ax.tick_params(axis="x", labelsize=8)
+    axes[0].invert_yaxis()  # the first comparison on top (the panels share the axis)
+    handles = [axes[0].plot([], [], "o", color=c, label=v)[0] for v, c in VERDICT_COLOURS.items()]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
+    fig.suptitle(title)
+    return fig

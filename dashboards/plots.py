@@ -179,3 +179,33 @@ def reliability_plot(calibration: dict):
     plot.legend.location = "top_left"
     plot.legend.label_text_font_size = "8pt"
     return plot
+
+
+VERDICT_COLOURS = {"higher": "#2ca02c", "lower": "#d62728", "not separated": "#7f7f7f", "one run": "#ff7f0e"}
+
+
+def forest_plots(frame: pd.DataFrame):
+    """The findings as forest plots, one per figure: a row per comparison, the difference and its interval
+    coloured by verdict, zero marked; hovering reads the interval, P(arm > ref), the adjusted p and the
+    verdict (frame: `tables.findings_frame`, the rows of findings.json)."""
+    comparisons = list(dict.fromkeys(frame["comparison"]))
+    plots = []
+    for name in dict.fromkeys(frame["figure"]):
+        rows = frame[(frame["figure"] == name) & frame["estimate"].notna()]
+        rows = rows.assign(colour=rows["verdict"].map(VERDICT_COLOURS), low=rows["low"].fillna(rows["estimate"]),
+                           high=rows["high"].fillna(rows["estimate"]),
+                           chance=rows["P(arm > ref)"].astype(float), adjusted=rows["adjusted p"].astype(float))
+        source = _source(rows[["comparison", "estimate", "low", "high", "colour", "verdict", "seeds", "chance",
+                               "adjusted"]])
+        plot = _figure(name, y_range=list(reversed(comparisons)), width=300, height=30 * len(comparisons) + 90,
+                       x_axis_label="arm minus reference")
+        plot.segment("low", "comparison", "high", "comparison", source=source, color="colour", line_width=3)
+        dots = plot.scatter("estimate", "comparison", source=source, size=9, color="colour")
+        plot.add_layout(Span(location=0, dimension="height", line_color="black", line_width=1))
+        plot.add_tools(HoverTool(renderers=[dots], tooltips=[
+            ("", "@comparison"), ("difference", "@estimate{+0.000} [@low{+0.000}, @high{+0.000}]"),
+            ("P(arm > ref)", "@chance{0.00}"), ("adjusted p", "@adjusted{0.000}"), ("verdict", "@verdict"),
+            ("seeds", "@seeds")]))
+        plot.yaxis.major_label_text_font_size = "8pt"
+        plots.append(plot)
+    return grid(plots, ncols=len(plots))

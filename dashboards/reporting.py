@@ -6,7 +6,8 @@ Table 2: overall test metrics per arm; Table 3: per-class test recall per arm; T
 melanoma operating points per arm (thresholds chosen on validation, and, labelled as
 leaking, chosen on test); Table 5: test figures with lesion-level bootstrap intervals;
 Table 6: calibration (temperature fitted on validation); Table 7: flagged subgroups;
-Table 8: each arm minus baseline, paired. Figures: reliability diagrams, confusion matrices, training
+Findings (findings.json beside report.md, a forest plot) and Table 8: every comparison of the design,
+seed-aware (core/evaluation/findings.py). Figures: reliability diagrams, confusion matrices, training
 curves, threshold curves, Grad-CAM examples, dataset figures. Synthetic data is labelled at the top.
 """
 from __future__ import annotations
@@ -19,24 +20,25 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from core import io
-from core.evaluation.bootstrap import REPLICATES
-from core.evaluation.compare import compare_runs
+from core.evaluation.findings import findings_markdown, interval
 from core.evaluation.metrics import threshold_curve
 from core.explain import cam_mass_on_lesions, cam_mass_summary
 from core.log import progress
-from core.results import CHECKPOINT, read_config, read_external_metrics, read_history, read_metrics
+from core.results import CHECKPOINT, read_external_metrics, read_history, read_metrics
 from dashboards import figures
 from dashboards.cams import cam_images, outcome_table, report_examples, trained_model
 from dashboards.datasets import dataset, write_dataset_figures
 from dashboards.reference import STUDY_OPERATING_POINT
-from dashboards.results import SweepView, arm_images, load_predictions, load_sweep
+from dashboards.results import SweepView, arm_images, load_predictions, load_sweep, sweep_findings_of
 from dashboards.tables import (
     EXTERNAL_NOTE,
+    FINDINGS_NOTE,
     SEED_NOTE,
     SUBGROUP_COLUMNS,
     VARIANTS,
     calibration_by_arm,
     external_by_arm,
+    findings_frame,
     intervals_by_arm,
     operating_points_by_arm,
     overall_table,
@@ -55,7 +57,8 @@ INFO_KEYS = ("profile", "status", "label", "card", "runner", "data_root", "data_
              "git_commit", "started", "ended")
 
 
-REFERENCE_ARM = "baseline"  # Table 8 compares every arm with this one
+FINDINGS_FILE = "findings.json"
+VERDICT_MARKS = ("higher", "lower")
 PAIRED_FIGURES = {"accuracy": "Δ test acc", "balanced_accuracy": "Δ bal. acc", "macro_f1": "Δ macro-F1",
                   "recall_mel": "Δ mel recall", "mel_auc": "Δ mel AUC"}
 
@@ -110,8 +113,8 @@ def build_report(sweep_dir: Path, out: Path, gradcam_examples: int = 4) -> Path:
     if not metrics:
         report.add("The sweep has no arms yet.")
         return report.write()
+    _findings(report)
     _tables(report, metrics)
-    _paired(report, metrics)
     _seeds(report)
     _external(report)
     for arm in progress(sweep.arms, desc="report: arm figures", unit="arm"):
@@ -178,32 +181,30 @@ def _tables(report: Report, metrics: dict[str, dict | None]) -> None:
                else "None flagged. The dashboard's arm tab lists every subgroup with its interval.")
 
 
-def _paired(report: Report, metrics: dict[str, dict | None], reference: str = REFERENCE_ARM) -> None:
-    """Table 8: every finished arm minus the reference arm on the shared test set, paired by lesion."""
-    if metrics.get(reference) is None:
+def _findings(report: Report) -> None:
+    """The Findings section (findings.json beside report.md, a forest plot) and Table 8, one row per
+    comparison of the design; nothing when no pair of arms that the design compares has finished."""
+    try:
+        found = sweep_findings_of(report.sweep)
+    except (OSError, ValueError, KeyError) as e:
+        report.add("## Findings", f"Not computed: {e}")
         return
-    replicates = (read_config(report.sweep.arm_dir(reference)) or {}).get("bootstrap_replicates", REPLICATES)
-    rows, results = [], {}
-    for arm, arm_metrics in progress(metrics.items(), desc="report: paired comparisons", unit="arm"):
-        if arm == reference or arm_metrics is None:
-            continue
-        try:
-            result = compare_runs(report.sweep.arm_dir(reference), report.sweep.arm_dir(arm), replicates)
-        except (OSError, ValueError, KeyError) as e:
-            rows.append({"arm": arm, "note": f"not compared: {e}"})
-            continue
-        results[arm] = result
-        figures_ = result["figures"]
-        rows.append({"arm": arm, **{label: _signed_interval(figures_[key]) for key, label in PAIRED_FIGURES.items()},
-                     "McNemar p": result["mcnemar"]["exact_p_value"]})
-    if not rows:
+    if not found["findings"]:
         return
-    io.write_json(report.out / f"paired_vs_{reference}.json", results)
-    report.add(f"## Table 8: each arm minus `{reference}` on the same test images",
-               f"Difference [95% interval] from a lesion-level paired bootstrap ({replicates} replicates: both arms "
-               "resampled with the same lesions), and McNemar's exact test on top-1 correctness. An interval that "
-               f"holds 0 does not separate the arms. All pairs: `paired_vs_{reference}.json`.",
-               markdown_table(pd.DataFrame(rows)))
+    io.write_json(report.out / FINDINGS_FILE, found)
+    report.add("## Findings", *findings_markdown(found))
+    frame = findings_frame(found)
+    report.figure(figures.forest_figure(frame, report.title("Differences between arms, seed-aware")), "forest.png",
+                  "Forest plot of the findings")
+    rows = []
+    for comparison, block in frame.groupby("comparison", sort=False):
+        entries = [e for e in found["findings"] if f"{e['arm']} - {e['reference']}" == comparison]
+        marks = [f"{PAIRED_FIGURES[e['metric']]} {e['verdict']}" for e in entries if e["verdict"] in VERDICT_MARKS]
+        rows.append({"comparison": comparison, "seeds": block["seeds"].iloc[0],
+                     **{PAIRED_FIGURES[e["metric"]]: interval(e) for e in entries},
+                     "separated": "; ".join(marks) or ("one run" if set(block["verdict"]) == {"one run"} else "none")})
+    report.add("## Table 8: each comparison of the design, seed-aware",
+               f"{FINDINGS_NOTE} All figures: `{FINDINGS_FILE}`.", markdown_table(pd.DataFrame(rows)))
 
 
 def _seeds(report: Report) -> None:
@@ -216,12 +217,6 @@ def _external(report: Report) -> None:
     scored = external_by_arm({arm: read_external_metrics(report.sweep.arm_dir(arm)) for arm in report.sweep.arms})
     if len(scored):
         report.add("## Table 10: external test set (ISIC 2018 Task 3)", EXTERNAL_NOTE, markdown_table(scored))
-
-
-def _signed_interval(figure: dict) -> str:
-    if figure["difference"] is None or figure["lo"] is None:
-        return ""
-    return f"{figure['difference']:+.3f} [{figure['lo']:+.3f}, {figure['hi']:+.3f}]"
 
 
 def _arm_figures(report: Report, arm: str, metrics: dict | None) -> None:

@@ -8,11 +8,13 @@ refused with UnsafePath.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
 
 from core import results
+from core.evaluation.findings import sweep_findings
 from core.results import STATUSES, SUMMARY_COLUMNS, read_config, read_history, read_predictions, run_summary_row
 
 SWEEP_MARKERS = (results.SWEEP_RECORD, results.SUMMARY)
@@ -170,3 +172,18 @@ def files_signature(sweep_dir: Path) -> tuple:
                   if p.name in (*ARM_FILES, results.CHECKPOINT) or p.suffix == ".png"]
     entries = [(str(path), stamp(path)) for path in files if path.is_file()]
     return tuple(sorted(entries))
+
+
+def sweep_findings_of(sweep: SweepView) -> dict:
+    """findings.json's content for the sweep's finished arms (core/evaluation/findings.py), computed once
+    per state of their runs' test predictions: the report and the sweep tab show the same figures."""
+    arms = tuple(sweep.finished_arms())
+    runs = [run for arm in arms for run in results.seed_runs(sweep.arm_dir(arm))]
+    state = tuple((str(run), stamp(results.predictions_path(run, "test"))) for run in runs)
+    same = tuple(sorted((sweep.info.get("same_run_as") or {}).items()))
+    return _findings(str(sweep.path), arms, same, state)
+
+
+@lru_cache(maxsize=4)
+def _findings(path: str, arms: tuple[str, ...], same_run_as: tuple, _state: tuple) -> dict:
+    return sweep_findings(Path(path), list(arms), dict(same_run_as))

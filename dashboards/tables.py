@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from core.evaluation.bootstrap import interval_text
+from core.evaluation.findings import FIGURE_NAMES
 from core.labels import CLASSES
 from core.results import HEADLINE
 from dashboards.reference import study_table
@@ -175,3 +176,21 @@ def external_by_arm(results_by_arm: dict[str, dict | None]) -> pd.DataFrame:
                      **{label: interval_text(figures.get(key)) for key, label in EXTERNAL_FIGURES.items()}})
     return pd.DataFrame(rows)
 
+
+FINDINGS_NOTE = ("Each difference is arm minus reference on the same test images, over every training seed of "
+                 "both arms: a t-interval on the seed means (Welch-Satterthwaite degrees of freedom) combined with a "
+                 "lesion-level bootstrap of the shared test set. P(arm > ref) is the probability that a seed of the "
+                 "arm beats a seed of the reference; `seeds` counts the reference's x the arm's. The verdict uses the "
+                 "p-values adjusted over every comparison (Benjamini-Hochberg); an arm with one training seed is "
+                 "`one run`, never separated.")
+
+
+def findings_frame(found: dict) -> pd.DataFrame:
+    """One row per finding of findings.json: the comparison, the figure, the difference and its interval,
+    P(arm > reference), the adjusted p-value and the verdict (the forest plots draw these rows)."""
+    rows = [{"comparison": f"{e['arm']} - {e['reference']}", "figure": FIGURE_NAMES[e["metric"]],
+             "seeds": " x ".join(map(str, e["seeds"])), "estimate": e["estimate"], "low": e["low"],
+             "high": e["high"], "P(arm > ref)": e["p_improvement"], "adjusted p": e["p_adjusted"],
+             "verdict": e["verdict"]} for e in found["findings"]]
+    return pd.DataFrame(rows, columns=["comparison", "figure", "seeds", "estimate", "low", "high", "P(arm > ref)",
+                                       "adjusted p", "verdict"])

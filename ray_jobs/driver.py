@@ -33,6 +33,7 @@ from ray_jobs.trainable import WORKER_ENV
 
 CHECKOUT = Path(core.__file__).resolve().parents[1]  # the code the driver runs: its workers import the same
 log = logging.getLogger(__name__)
+DEMO_SEEDS = 3  # the demo's training seeds per arm: its comparisons hold training variance (core/evaluation/seeds.py)
 DEMO_SIZES = {"smoke": 200, "demo": 2400, "full": 800}  # images in the demo dataset each profile builds
 # What defines a sweep: --resume takes all of it from the sweep's sweep.json.
 SWEEP_ARGS = ("data_root", "demo_data", "profile", "arms", "samples", "seeds", "scheduler", "set",
@@ -82,6 +83,12 @@ def demo_data(path: Path, n: int) -> Path:
     return path
 
 
+def default_seeds(profile: str, samples: int | None) -> int:
+    """Training seeds per arm when --seeds is not given: DEMO_SEEDS on the demo profile, whose findings
+    must survive a rerun, unless it samples hyperparameters; else one."""
+    return DEMO_SEEDS if profile == "demo" and (samples or 1) == 1 else 1
+
+
 def new_sweep(args: argparse.Namespace, results: str, profile: str) -> tuple[Sweep, dict, None]:
     if storage.exists(storage.join(results, SWEEP_RECORD)):
         raise ConfigError(f"{results} already holds a sweep: pass --resume to continue it, or --name to start another")
@@ -93,7 +100,8 @@ def new_sweep(args: argparse.Namespace, results: str, profile: str) -> tuple[Swe
                           "fix them with --set KEY=VALUE, then repeat with --seeds")
     overrides = parse_overrides(args.set or []) | ({"skip_bad_images": True} if args.skip_bad_images else {})
     sweep = Sweep(results=results, profile=profile, data_root="", arms=[], samples=args.samples or 1,
-                  seeds=args.seeds or 1, scheduler=args.scheduler or "asha", overrides=overrides,
+                  seeds=args.seeds or default_seeds(profile, args.samples), scheduler=args.scheduler or "asha",
+                  overrides=overrides,
                   split_seed=args.split_seed or 0, retries=2 if args.retries is None else args.retries,
                   trackers=args.tracker or [], tracking_uri=args.tracking_uri)
     run_configs = load_arms(args.arms, profile, sweep.run_overrides())  # unknown arm or profile: ConfigError

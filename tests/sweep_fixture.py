@@ -71,18 +71,21 @@ def write_sweep_json(sweep_dir: Path, data_root: Path | None, synthetic: bool, s
 
 
 def make_sweep(root: Path, name: str, arms: dict[str, str], synthetic: bool = True,
-               seeds: dict[str, int] | None = None) -> Path:
+               seeds: dict[str, int] | None = None, signal: dict[str, float] | None = None) -> Path:
     """A sweep whose arms have the given statuses; finished and running arms get run folders.
 
     An arm named in `seeds` also gets that many runs in all: its own and the others under seeds/.
+    An arm named in `signal` predicts with that logit margin for the true class (default 2).
     """
     sweep = root / name
     rows = []
     for seed, (arm, status) in enumerate(arms.items()):
         if status in ("finished", "running"):
-            fake_arm(sweep / arm, seed=seed, finished=status == "finished", synthetic=synthetic)
+            fake_arm(sweep / arm, seed=seed, finished=status == "finished", synthetic=synthetic,
+                     signal=(signal or {}).get(arm, 2.0))
         for extra in range(1, (seeds or {}).get(arm, 1)):
-            fake_arm(sweep / arm / "seeds" / f"seed_{extra}", seed=100 * extra + seed, synthetic=synthetic)
+            fake_arm(sweep / arm / "seeds" / f"seed_{extra}", seed=100 * extra + seed, synthetic=synthetic,
+                     signal=(signal or {}).get(arm, 2.0))
         rows.append(run_summary_row(arm, sweep / arm, status, 10.0 * seed if status == "finished" else None))
     sweep.mkdir(parents=True, exist_ok=True)
     write_summary(sweep, rows)
@@ -91,10 +94,11 @@ def make_sweep(root: Path, name: str, arms: dict[str, str], synthetic: bool = Tr
 
 
 def fake_arm(run_dir: Path, seed: int = 0, finished: bool = True, epochs: int = 3, n: int = 70,
-             synthetic: bool = True) -> Path:
-    """A run folder from random (but better than chance) predictions; no checkpoint."""
+             synthetic: bool = True, signal: float = 2.0) -> Path:
+    """A run folder from random (but better than chance: `signal` is the true class's logit margin)
+    predictions; no checkpoint."""
     rng = np.random.default_rng(seed)
-    config = RunConfig(name=run_dir.name, epochs=epochs).to_dict()
+    config = RunConfig(name=run_dir.name, epochs=epochs, bootstrap_replicates=50).to_dict()
     results.write_config(run_dir, config)
     done = epochs if finished else max(1, epochs - 2)
     history = pd.DataFrame({"epoch": range(1, done + 1), "train_loss": rng.uniform(0.5, 2, done),
@@ -107,7 +111,7 @@ def fake_arm(run_dir: Path, seed: int = 0, finished: bool = True, epochs: int = 
     frames = {}
     for split in ("val", "test"):
         labels = np.arange(n) % NUM_CLASSES
-        logits = rng.normal(size=(n, NUM_CLASSES)) + 2 * np.eye(NUM_CLASSES)[labels]
+        logits = rng.normal(size=(n, NUM_CLASSES)) + signal * np.eye(NUM_CLASSES)[labels]
         probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
         frames[split] = predictions_frame([f"IMG_{split}_{i:04d}" for i in range(n)], labels, probs)
         results.write_predictions(run_dir, split, frames[split])

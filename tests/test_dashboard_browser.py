@@ -2,6 +2,7 @@
 on the smoke sweep. Screenshots go to artifacts/dashboard/ (look at them)."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -139,6 +140,30 @@ def test_summary_table_shows_every_arm(page, smoke_sweep):
     assert page.get_by_text("SYNTHETIC demo data.").first.is_visible()
     assert page.get_by_text("study test acc").count() == 0
     shot(page, "01_sweep")
+
+
+def test_the_sweep_tab_draws_the_findings_the_report_writes(page, smoke_sweep, tmp_path):
+    from core.evaluation.seeds import FIGURES
+    from dashboards.report import main as report
+
+    out = tmp_path / "report"
+    assert report(["--results", str(smoke_sweep), "--out", str(out), "--gradcam-examples", "0"]) == 0
+    found = json.loads((out / "findings.json").read_text())["findings"]
+    assert found and (out / "figures" / "forest.png").is_file()
+    figures = bokeh_plots(page, ".forest-plot")
+    assert figures.count() == len(FIGURES)
+    rows = page.locator(".findings-table .tabulator-row")
+    rows.nth(len(found) - 1).wait_for()
+    texts = rows.all_inner_texts()
+    assert len(texts) == len(found)
+    for text, entry in zip(texts, found):  # the same comparisons, in order, with the same verdicts
+        cells = text.split("\t") if "\t" in text else text.split("\n")
+        assert cells[0].strip() == f"{entry['arm']} - {entry['reference']}" and cells[-1].strip() == entry["verdict"]
+    # One training run per arm in the smoke sweep: nothing is called separated, and the page says why.
+    assert {e["verdict"] for e in found} == {"one run"}
+    assert page.locator(".findings-text", has_text="nothing is called separated").count() == 1
+    figures.first.scroll_into_view_if_needed()
+    shot(page, "findings")
 
 
 def test_hovering_a_threshold_curve_reads_precision_recall_and_specificity(page, smoke_sweep):

@@ -34,7 +34,7 @@ def test_ensemble_averages_the_members_and_joins_the_summary(tmp_path, capsys):
     assert report_main(["--results", str(sweep), "--out", str(report)]) == 0
     text = (report / "report.md").read_text()
     assert out.name in [row[0] for row in table_after(text, "## Table 2")]
-    assert out.name in [row[0] for row in table_after(text, "## Table 8")]  # compared with baseline too
+    assert f"{out.name} - baseline" in [row[0] for row in table_after(text, "## Table 8")]  # compared too
 
 
 def test_an_unfinished_member_is_refused(tmp_path, capsys):

@@ -81,10 +81,11 @@ def test_paired_table_compares_each_finished_arm_with_baseline(tmp_path):
     out = tmp_path / "report"
     assert main(["--results", str(sweep), "--out", str(out)]) == 0
     rows = table_after((out / "report.md").read_text(), "## Table 8")
-    assert [row[0] for row in rows] == ["sampler"]
-    difference, lo, hi = map(float, re.fullmatch(r"(\S+) \[(\S+), (\S+)\]", rows[0][1]).groups())
+    assert [row[:2] for row in rows] == [["sampler - baseline", "1 x 1"]]
+    difference, lo, hi = map(float, re.fullmatch(r"(\S+) \[(\S+), (\S+)\]", rows[0][2]).groups())
     assert lo <= difference <= hi
-    assert (out / "paired_vs_baseline.json").is_file()
+    assert rows[0][-1] == "one run"  # one training seed each: never called separated
+    assert (out / "findings.json").is_file()
 
 
 def test_seed_table_is_mean_and_std_over_every_seed(tmp_path):

@@ -4,10 +4,12 @@ from __future__ import annotations
 import pandas as pd
 import panel as pn
 
-from dashboards.results import SweepView
+from core.evaluation.findings import findings_markdown
+from dashboards.plots import forest_plots
+from dashboards.results import SweepView, sweep_findings_of
 from dashboards.state import Dashboard
-from dashboards.tables import SEED_NOTE, overall_table, seed_table, study_comparison
-from dashboards.views.common import data_notice, no_sweep, number_formats, table
+from dashboards.tables import FINDINGS_NOTE, SEED_NOTE, findings_frame, overall_table, seed_table, study_comparison
+from dashboards.views.common import data_notice, no_sweep, note, number_formats, plot, table
 
 STATUS_COLOURS = {"running": "#fff3cd", "failed": "#f8d7da", "pending": "#e9ecef", "finished": ""}
 CAPTION = ("Test-set figures of each arm's selected checkpoint. Click a column header to sort. "
@@ -41,7 +43,7 @@ def sweep_view(dash: Dashboard) -> pn.Column:
     notice = pn.Column()
     caption = pn.pane.Markdown()
     summary = table(pd.DataFrame(), digits={"wall s": 1}, css_classes=["summary-table"])
-    study, seeds = pn.Column(), pn.Column()
+    study, seeds, found = pn.Column(), pn.Column(), pn.Column(css_classes=["findings"])
     summary.style.map(_status_style, subset=["status"])
 
     def update(*_):
@@ -61,7 +63,25 @@ def sweep_view(dash: Dashboard) -> pn.Column:
                         table(study_comparison(sweep.summary), css_classes=["study-table"])]
         spread = seed_table(sweep.summary)
         seeds[:] = [pn.pane.Markdown(SEEDS_CAPTION), table(spread, css_classes=["seeds-table"])] if len(spread) else []
+        found[:] = findings_panes(sweep)
 
     dash.param.watch(update, "version")
     update()
-    return pn.Column(info, notice, caption, summary, study, seeds, sizing_mode="stretch_width")
+    return pn.Column(info, notice, caption, summary, found, study, seeds, sizing_mode="stretch_width")
+
+
+def findings_panes(sweep: SweepView) -> list:
+    """The findings the report writes to findings.json: in words, as forest plots and as a table."""
+    try:
+        result = sweep_findings_of(sweep)
+    except (OSError, ValueError, KeyError) as e:
+        return [note(f"Findings not computed: {e}", "warning")]
+    if not result["findings"]:
+        return []
+    frame = findings_frame(result)
+    return [pn.pane.Markdown("#### Findings\n" + "\n".join(findings_markdown(result)), css_classes=["findings-text"]),
+            plot(forest_plots(frame), "Differences between arms, seed-aware", sweep.synthetic,
+                 css_classes=["forest-plot"]),
+            pn.pane.Markdown(FINDINGS_NOTE),
+            table(frame, digits={"estimate": 3, "low": 3, "high": 3, "P(arm > ref)": 2, "adjusted p": 3},
+                  css_classes=["findings-table"])]
