@@ -117,7 +117,7 @@ def prepare_data_once(arms: list[str], profile: str, extra: list[str], data_root
 
 
 def launch(arm: str, profile: str, data_root: Path, results: Path, overrides: list[str], threads: int):
-    log = open(results / f"{arm}.log", "w")
+    log = open(results / f"{arm}.log", "w")  # noqa: SIM115 - the caller closes it when the process ends
     command = [sys.executable, "-m", "core.train", "--config", str(CONFIG_DIR / f"{arm}.yaml"),
                "--data-root", str(data_root), "--out", str(results / arm), "--profile", profile,
                "--set", *overrides]

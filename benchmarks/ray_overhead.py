@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         variants = core + with_ray
 
         print(f"\n{args.arm}, {args.profile} profile, {args.epochs} epochs, {cpus} CPUs, {data_root}")
-        for (name, _, _, base), (speed, wall) in zip(variants, speeds):
+        for (name, _, _, base), (speed, wall) in zip(variants, speeds, strict=True):
             versus = f"{100 * speed / speeds[base][0]:5.1f}% of core" if base is not None else " " * 15
             print(f"  {name:32s} {speed:7.1f} train img/s  {versus}  wall {wall:6.1f} s")
 

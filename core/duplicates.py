@@ -44,7 +44,8 @@ def load_images(root: str | Path, metadata: str | Path | None = None) -> Ham1000
     if metadata is None and any(next(Path(root).rglob(name), None) for name in GROUND_TRUTH_NAMES):
         external = load_external(root)
         truth = external.ground_truth
-        return Ham10000(external.root, truth.path, truth.frame, dict(zip(external.image_ids, external.images)))
+        images = dict(zip(external.image_ids, external.images, strict=True))
+        return Ham10000(external.root, truth.path, truth.frame, images)
     return load_dataset(root, metadata)
 
 
@@ -122,7 +123,7 @@ def similar_pairs(a: np.ndarray, b: np.ndarray | None = None,
         found.append((i + row0, j + col0, sims[i, j]))
     if not found:
         return np.zeros(0, int), np.zeros(0, int), np.zeros(0, np.float32)
-    i, j, sims = (np.concatenate(part) for part in zip(*found))
+    i, j, sims = (np.concatenate(part) for part in zip(*found, strict=True))
     return i, j, sims
 
 

@@ -73,7 +73,7 @@ def cam_mass_on_lesions(trained: TrainedModel, images: dict, data_root: str | Pa
     for start in progress(range(0, len(ids), 16), desc="CAM mass", unit="batch"):
         batch = ids[start:start + 16]
         cams = compute_cams(trained.model, trained.inputs([load_rgb(images[i]) for i in batch]))
-        for image_id, cam in zip(batch, cams):
+        for image_id, cam in zip(batch, cams, strict=True):
             mask = resize_square(Image.open(mask_file(data_root, image_id)).convert("RGB"), cam.shape[0])[..., 0] > 127
             rows.append({"image_id": image_id, "inside": cam_mass_inside(cam, mask), "mask_area": mask.mean(),
                          "peak_inside": bool(mask.flat[cam.argmax()])})
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in progress(cases.itertuples(), desc="Grad-CAM", total=len(cases), unit="img"):
         path = args.out / f"{row.image_id}_{row.dx}_as_{row.predicted}.png"
         strip = explain_image(trained, load_rgb(images[row.image_id]), row.predicted)
-        io.atomic_write(path, lambda tmp: Image.fromarray(strip).save(tmp, format="PNG"))
+        io.atomic_write(path, lambda tmp, strip=strip: Image.fromarray(strip).save(tmp, format="PNG"))
         written.append({"image_id": row.image_id, "dx": row.dx, "predicted": row.predicted, "file": path.name})
     io.write_csv(args.out / "index.csv", pd.DataFrame(written, columns=["image_id", "dx", "predicted", "file"]))
     log.info("wrote %d Grad-CAM overlays to %s", len(written), args.out)

@@ -172,7 +172,7 @@ def load_by_order(model: nn.Module, source: dict[str, torch.Tensor]) -> None:
     dst = [k for k in target if not k.endswith("num_batches_tracked")]
     if len(src) != len(dst):
         raise RuntimeError(f"weights file has {len(src)} tensors, the model {len(dst)}")
-    for (src_key, tensor), dst_key in zip(src, dst):
+    for (src_key, tensor), dst_key in zip(src, dst, strict=True):
         if tensor.shape != target[dst_key].shape:
             raise RuntimeError(
                 f"{src_key} {tuple(tensor.shape)} does not match {dst_key} {tuple(target[dst_key].shape)}"

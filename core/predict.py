@@ -54,7 +54,7 @@ def describe(trained: TrainedModel, name: str, probs: np.ndarray, screen: dict |
     the prediction untrustworthy (synthetic training data, an unfamiliar image)."""
     out = {
         "image": name,
-        "probabilities": {c: round(float(p), 6) for c, p in zip(CLASSES, probs)},
+        "probabilities": {c: round(float(p), 6) for c, p in zip(CLASSES, probs, strict=True)},
         "predicted": CLASSES[int(probs.argmax())],
         "p_mel": round(float(probs[MEL]), 6),
         "mel_operating_points": mel_flags(trained, float(probs[MEL])),
@@ -65,7 +65,7 @@ def describe(trained: TrainedModel, name: str, probs: np.ndarray, screen: dict |
     scaled = trained.calibrated(probs)
     if scaled is not None:
         out["calibrated_probabilities"] = {"temperature": trained.temperature,
-                                           **{c: round(float(p), 6) for c, p in zip(CLASSES, scaled)}}
+                                           **{c: round(float(p), 6) for c, p in zip(CLASSES, scaled, strict=True)}}
     out["warnings"] = warnings(out)
     return out
 

@@ -10,7 +10,7 @@ written yet: every write is atomic (core/io.py), so a file is whole or absent.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -141,7 +141,7 @@ def read_splits(folder: Path) -> pd.DataFrame | None:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def sweep_started(record: dict, **run: object) -> dict:

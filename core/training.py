@@ -304,7 +304,7 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
         if rank == 0:
             results.write_history(out, state["history"])
             if on_epoch_end is None:
-                io.atomic_write(out / results.RESUME, lambda tmp: torch.save(checkpoint, tmp))
+                io.atomic_write(out / results.RESUME, lambda tmp, state=checkpoint: torch.save(state, tmp))
             log.info(_epoch_line(row, cfg.select_on))
             if track is not None:
                 track(row)
@@ -365,7 +365,7 @@ def _write_results(out: Path, cfg: RunConfig, data: Data, model: nn.Module, stat
         "synthetic_data": data.synthetic,
         "data_root": str(data.root),
         "data_fingerprint": data.fingerprint,
-        "train_counts": dict(zip(CLASSES, data.train_counts())),
+        "train_counts": dict(zip(CLASSES, data.train_counts(), strict=True)),
         "synthetic_counts": data.generated.counts if data.generated else dict.fromkeys(CLASSES, 0),
         "excluded_images": len(data.excluded),
         "world_size": world,

@@ -37,7 +37,7 @@ def confusion_figure(confusion, title: str) -> Figure:
         normalized = counts / counts.sum(axis=1, keepdims=True)
     fig = Figure(figsize=(11, 4.8), layout="constrained")
     for ax, values, fmt, name in zip(fig.subplots(1, 2), (counts, normalized), ("g", ".2f"),
-                                     ("counts", "row-normalized")):
+                                     ("counts", "row-normalized"), strict=True):
         _annotated_matrix(ax, values, fmt, "Blues", CLASSES, CLASSES)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
@@ -140,9 +140,9 @@ def gradcam_figure(examples: list[dict], title: str) -> Figure:
     caption, image, cam_predicted, cam_mel (uint8 RGB arrays)."""
     fig = Figure(figsize=(7.5, 2.6 * len(examples) + 0.6), layout="constrained")
     axes = np.atleast_2d(fig.subplots(len(examples), 3))
-    for row, example in zip(axes, examples):
+    for row, example in zip(axes, examples, strict=True):
         for ax, key, name in zip(row, ("image", "cam_predicted", "cam_mel"),
-                                 ("image", "Grad-CAM: predicted", "Grad-CAM: mel")):
+                                 ("image", "Grad-CAM: predicted", "Grad-CAM: mel"), strict=True):
             ax.imshow(example[key])
             ax.set_title(name if key != "image" else example["caption"], fontsize=8)
             ax.axis("off")
@@ -160,10 +160,10 @@ def forest_figure(frame: pd.DataFrame, title: str) -> Figure:
     comparisons = list(dict.fromkeys(frame["comparison"]))
     fig = Figure(figsize=(3.2 * len(names) + 1.5, 0.4 * len(comparisons) + 1.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(names), sharey=True))
-    for ax, name in zip(axes, names):
+    for ax, name in zip(axes, names, strict=True):
         rows = frame[frame["figure"] == name].dropna(subset=["estimate"])
         y = [comparisons.index(c) for c in rows["comparison"]]
-        for (_, row), at in zip(rows.iterrows(), y):
+        for (_, row), at in zip(rows.iterrows(), y, strict=True):
             colour = VERDICT_COLOURS[row["verdict"]]
             if pd.notna(row["low"]):
                 ax.plot([row["low"], row["high"]], [at, at], color=colour, linewidth=2)

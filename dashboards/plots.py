@@ -88,7 +88,7 @@ def history_plots(history: pd.DataFrame, selected_epoch: int | None):
                           ("validation", ("val_acc", "val_macro_f1", "val_mel_recall"))):
         plot = _figure(name, height=320, sizing_mode="stretch_width", x_axis_label="epoch")
         lines = []
-        for column, colour in zip(columns, Category10_10):
+        for column, colour in zip(columns, Category10_10, strict=False):
             lines.append(plot.line("epoch", column, source=source, color=colour, line_width=2, legend_label=column))
             plot.scatter("epoch", column, source=source, color=colour, size=6, legend_label=column)
         if selected_epoch is not None:
@@ -164,7 +164,7 @@ def reliability_plot(calibration: dict):
     plot = _figure("test reliability", width=520, height=440, x_range=Range1d(0, 1), y_range=Range1d(0, 1),
                    x_axis_label="confidence (top-label probability)", y_axis_label="accuracy")
     plot.line([0, 1], [0, 1], color="grey", line_dash="dotted", legend_label="perfect calibration")
-    for (when, marker), colour in zip((("before", "circle"), ("after", "square")), Category10_10):
+    for (when, marker), colour in zip((("before", "circle"), ("after", "square")), Category10_10, strict=False):
         bins = pd.DataFrame([b for b in calibration["reliability_test"][when] if b["n"]])
         ece = calibration["test"][when]["ece"]
         label = f"before (ECE {ece:.3f})" if when == "before" else \

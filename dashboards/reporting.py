@@ -75,7 +75,7 @@ def markdown_table(frame: pd.DataFrame, digits: dict[str, int] | None = None) ->
 
     header = "| " + " | ".join(frame.columns) + " |"
     rule = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(frame[c]) else "---" for c in frame.columns) + "|"
-    rows = ["| " + " | ".join(cell(c, v) for c, v in zip(frame.columns, row)) + " |"
+    rows = ["| " + " | ".join(cell(c, v) for c, v in zip(frame.columns, row, strict=True)) + " |"
             for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *rows])
 

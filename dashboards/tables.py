@@ -40,7 +40,7 @@ VARIANTS = {
 def overall_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Table 2: one row per arm. `progress` counts the epochs run, `epoch` is the selected one."""
     table = summary.assign(progress=[_progress(done, total) for done, total in
-                                     zip(summary["epochs_done"], summary["epochs"])])
+                                     zip(summary["epochs_done"], summary["epochs"], strict=True)])
     table = table[list(OVERALL_COLUMNS)].rename(columns=OVERALL_COLUMNS)
     table["epoch"] = table["epoch"].astype("Int64")  # blank while an arm runs
     # every arm selects on validation; blank while it runs

@@ -79,7 +79,7 @@ def test_samples_have_the_right_shape_range_and_seed(trained, demo_train):
     y = torch.tensor([CLASS_INDEX["mel"]] * 5)
     x = model.sample(y)
     assert x.shape == (5, 3, 32, 32) and x.dtype == torch.float32
-    assert 0 <= x.min() and x.max() <= 1
+    assert x.min() >= 0 and x.max() <= 1
     labels = np.array([0, 1, 2, 3, 4, 5, 6])
     images = generate(model, labels, side=48, seed=1)
     assert images.shape == (7, 48, 48, 3) and images.dtype == np.uint8
@@ -120,7 +120,7 @@ def test_arm_trains_end_to_end_and_reports_its_synthetic_images(synth_run):
     metrics = json.loads((run / "metrics.json").read_text())
     splits = pd.read_csv(run / "splits.csv", dtype=str)
     real = splits.query("split == 'train'")["dx"].value_counts().reindex(CLASSES, fill_value=0).tolist()
-    expected = dict(zip(CLASSES, synthetic_plan(real, cfg.synthetic_target)))
+    expected = dict(zip(CLASSES, synthetic_plan(real, cfg.synthetic_target), strict=True))
     assert metrics["synthetic_counts"] == expected and sum(expected.values()) > 0
     assert metrics["train_counts"] == {c: real[i] + expected[c] for i, c in enumerate(CLASSES)}
     table = pd.read_csv(run / "synthetic.csv")
@@ -149,7 +149,8 @@ def test_synthetic_images_appear_in_training_batches_only(synth_run, demo_root):
     loaders = training.make_loaders(cfg, data, torch.device("cpu"))
     # The items each loader's batches are made of (its batch sampler), without decoding them.
     seen = {name: {dataset.image_ids[i] for batch in loader.batch_sampler for i in batch}
-            for name, loader, dataset in zip(("train", "val", "test"), loaders, (data.train, data.val, data.test))}
+            for name, loader, dataset in zip(("train", "val", "test"), loaders, (data.train, data.val, data.test),
+                                             strict=True)}
     synthetic = {i for i in data.train.image_ids if i.startswith("synth-")}
     assert len(synthetic) == sum(data.generated.counts.values()) and synthetic & seen["train"]
     assert seen["val"] == set(data.splits.query("split == 'val'")["image_id"])

@@ -156,7 +156,7 @@ def test_the_sweep_tab_draws_the_findings_the_report_writes(page, smoke_sweep, t
     rows.nth(len(found) - 1).wait_for()
     texts = rows.all_inner_texts()
     assert len(texts) == len(found)
-    for text, entry in zip(texts, found):  # the same comparisons, in order, with the same verdicts
+    for text, entry in zip(texts, found, strict=True):  # the same comparisons, in order, with the same verdicts
         cells = text.split("\t") if "\t" in text else text.split("\n")
         assert cells[0].strip() == f"{entry['arm']} - {entry['reference']}" and cells[-1].strip() == entry["verdict"]
     # One training run per arm in the smoke sweep: nothing is called separated, and the page says why.

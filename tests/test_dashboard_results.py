@@ -42,7 +42,7 @@ def test_partial_sweep_shows_running_and_failed_arms(tmp_path):
                                                  "b2_mel_select": "failed", "long_mel_select": "pending"})
     fake_arm(sweep_dir / "mel_upweight_x3", finished=False)  # started, not yet in summary.csv
     sweep = load_sweep(sweep_dir)
-    status = dict(zip(sweep.summary["arm"], sweep.summary["status"]))
+    status = dict(zip(sweep.summary["arm"], sweep.summary["status"], strict=True))
     assert status == {"baseline": "finished", "sampler": "running", "b2_mel_select": "failed",
                       "long_mel_select": "pending", "mel_upweight_x3": "running"}
     assert sweep.finished_arms() == ["baseline"]

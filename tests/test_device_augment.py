@@ -152,7 +152,7 @@ def test_colour_jitter_is_torchvisions_per_image():
     images = smooth_images(3).permute(0, 3, 1, 2).float() / 255
     factors = torch.tensor([[0.9, 1.1, 1.0], [1.1, 0.9, 1.05], [1.0, 1.0, 0.9]])
     ours = colour_jitter(images.clone(), factors)
-    for image, (b, c, s), out in zip(images, factors.tolist(), ours):
+    for image, (b, c, s), out in zip(images, factors.tolist(), ours, strict=True):
         reference = TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(image, b), c), s)
         torch.testing.assert_close(out, reference, atol=1e-5, rtol=0)
 
@@ -207,7 +207,7 @@ def test_the_host_memory_fallback_gives_the_same_batches(monkeypatch, caplog):
     fallback = device_loaders([(data, sampler, True, lambda x: x)], 16, torch.device("cpu"))[0]
     assert "held in host memory, each batch pinned and copied" in caplog.text
     assert not fallback.store.resident
-    for (a, la, ia), (b, lb, ib) in zip(resident, fallback):
+    for (a, la, ia), (b, lb, ib) in zip(resident, fallback, strict=True):
         assert torch.equal(a, b) and torch.equal(la, lb) and torch.equal(ia, ib)
 
 

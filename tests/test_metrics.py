@@ -139,7 +139,7 @@ def test_threshold_curve_matches_sklearn_roc_and_at_threshold():
 
     assert list(curve["threshold"]) == sorted(set(p_mel))
     fpr, tpr, thresholds = roc_curve(is_mel, p_mel, drop_intermediate=False)
-    by_threshold = dict(zip(thresholds, zip(fpr, tpr)))
+    by_threshold = dict(zip(thresholds, zip(fpr, tpr, strict=True), strict=True))
     for row in curve.itertuples():
         assert (1 - row.specificity, row.recall) == pytest.approx(by_threshold[row.threshold])
         point = at_threshold(is_mel, p_mel, row.threshold)

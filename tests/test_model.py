@@ -95,7 +95,7 @@ def test_pypi_lite0_maps_every_tensor_in_order(lite0_imagenet):
     src = [v for k, v in source.items() if not k.endswith("num_batches_tracked")]
     dst = [v for k, v in lite0_imagenet.state_dict().items() if not k.endswith("num_batches_tracked")]
     assert len(src) == len(dst) == 247
-    assert all(torch.equal(a, b) for a, b in zip(src, dst))
+    assert all(torch.equal(a, b) for a, b in zip(src, dst, strict=True))
 
 
 def test_pypi_head_is_reset_for_seven_classes():

@@ -30,7 +30,7 @@ def fitted() -> FeatureDistance:
 
 
 def test_the_threshold_flags_about_5_percent_of_held_out_images_from_the_training_distribution(fitted):
-    assert 1 - VAL_QUANTILE == pytest.approx(0.05)
+    assert pytest.approx(0.05) == 1 - VAL_QUANTILE
     assert 0.02 <= fitted.test_false_alarm_rate <= 0.09
     fresh = fitted.score(clusters(2000, 3)[0])
     assert 0.02 <= (fresh > fitted.threshold).mean() <= 0.09

@@ -150,7 +150,7 @@ def test_sweep_seconds_are_the_probe_times_the_images_of_every_epoch():
 
 def test_the_probe_times_a_real_training_step():
     train, predict = seconds_per_image("test_efficientnet", 32)
-    assert 0 < predict and 0 < train < 10
+    assert predict > 0 and 0 < train < 10
 
 
 def test_a_full_sweep_without_a_gpu_prints_its_estimate_before_ray(demo_root, tmp_path, monkeypatch, capsys):

@@ -148,7 +148,7 @@ def test_every_arm_has_one_history_row_per_epoch(interrupted):
 
 def test_the_driver_was_killed_mid_sweep(interrupted):
     assert 2 <= len(interrupted["done_before"]) < len(ARMS)
-    statuses = dict(zip(interrupted["summary_before"]["arm"], interrupted["summary_before"]["status"]))
+    statuses = dict(zip(interrupted["summary_before"]["arm"], interrupted["summary_before"]["status"], strict=True))
     # An arm may have written metrics.json just before the kill, before the driver recorded it:
     # the summary may lag the folders, never lead them.
     recorded = {arm for arm, status in statuses.items() if status == "finished"}

@@ -171,7 +171,8 @@ def test_mlflow_gets_one_run_with_the_config_every_epoch_and_the_final_figures(t
     assert {k: run[f"params.{k}"] for k in config} == {k: str(v) for k, v in config.items()}
     history = pd.read_csv(out / "history.csv")
     # epoch 1 trained before the resume, from the checkpoint's history
-    assert stores.mlflow_history(uri, run["run_id"], "val_acc") == list(zip(history["epoch"], history["val_acc"]))
+    logged = list(zip(history["epoch"], history["val_acc"], strict=True))
+    assert stores.mlflow_history(uri, run["run_id"], "val_acc") == logged
     figures = final_figures(json.loads((out / "metrics.json").read_text()))
     assert {"test_acc", "test_macro_f1", "test_balanced_acc", "test_mel_recall", "test_mel_auc",
             "test_mel_at_recall90_threshold"} <= set(figures)
@@ -185,7 +186,8 @@ def test_tensorboard_event_files_hold_every_epoch_and_the_final_figures(tracked_
     scalars = stores.tensorboard_scalars(out / "tensorboard")
     history = pd.read_csv(out / "history.csv")
     # event files hold float32
-    assert scalars["val_macro_f1"] == [(e, pytest.approx(v)) for e, v in zip(history["epoch"], history["val_macro_f1"])]
+    assert scalars["val_macro_f1"] == [(e, pytest.approx(v))
+                                        for e, v in zip(history["epoch"], history["val_macro_f1"], strict=True)]
     figures = final_figures(json.loads((out / "metrics.json").read_text()))
     assert {k: scalars[k] for k in figures} == {k: [(2, pytest.approx(v))] for k, v in figures.items()}
     assert '"select_on": "val_macro_f1"' in stores.tensorboard_text(out / "tensorboard", "config/text_summary")

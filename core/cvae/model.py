@@ -76,11 +76,13 @@ class CVAE(nn.Module):
         self.embed = nn.Embedding(NUM_CLASSES, cfg.embed)
         self.prior_mean = nn.Embedding(NUM_CLASSES, cfg.latent)
         nn.init.zeros_(self.prior_mean.weight)
-        self.encoder = nn.Sequential(*(_down(a, b) for a, b in zip([3, *channels], channels)), nn.Flatten())
+        # [3, *channels] is one longer: each stage goes from the channels before it to its own.
+        stages = (_down(a, b) for a, b in zip([3, *channels], channels, strict=False))
+        self.encoder = nn.Sequential(*stages, nn.Flatten())
         self.to_stats = nn.Linear(flat + cfg.embed, 2 * cfg.latent)
         self.from_latent = nn.Sequential(nn.Linear(cfg.latent + cfg.embed, flat), nn.SiLU())
         rev = channels[::-1]
-        self.decoder = nn.ModuleList(_Up(a, b) for a, b in zip(rev, rev[1:] + [w]))
+        self.decoder = nn.ModuleList(_Up(a, b) for a, b in zip(rev, rev[1:] + [w], strict=True))
         self.to_rgb = nn.Conv2d(w, 3, 3, padding=1)
 
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -105,7 +105,7 @@ def train_and_save(ds: Ham10000, rows: pd.DataFrame, cfg: CVAEConfig, out: Path,
     fingerprint = ds.fingerprint()
     state = {"model": {k: v.cpu() for k, v in model.state_dict().items()}, "config": cfg.to_dict(),
              "classes": list(CLASSES), "key": cvae_key(fingerprint, ids, cfg), "data_fingerprint": fingerprint,
-             "train_counts": dict(zip(CLASSES, np.bincount(labels, minlength=len(CLASSES)).tolist())),
+             "train_counts": dict(zip(CLASSES, np.bincount(labels, minlength=len(CLASSES)).tolist(), strict=True)),
              "synthetic_data": ds.synthetic}
     return io.atomic_write(out / MODEL_FILE, lambda tmp: torch.save(state, tmp))
 

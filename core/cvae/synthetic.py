@@ -64,7 +64,7 @@ class SyntheticImages:
 
     @property
     def counts(self) -> dict[str, int]:
-        return dict(zip(CLASSES, np.bincount(self.labels, minlength=NUM_CLASSES).tolist()))
+        return dict(zip(CLASSES, np.bincount(self.labels, minlength=NUM_CLASSES).tolist(), strict=True))
 
     def appended_to(self, train: LesionDataset) -> LesionDataset:
         return LesionDataset(ChainedImages(train.images, self.images), np.concatenate([train.labels, self.labels]),

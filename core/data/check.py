@@ -88,7 +88,8 @@ def check_dataset(ds: Ham10000, decode: bool = True,
                                 "add the image, or remove its row from the metadata", image_id))
     if decode:
         present = [i for i in ids if i in ds.images]
-        for image_id, error in zip(present, parallel_map(_decode_error, [ds.images[i] for i in present], "check")):
+        errors = parallel_map(_decode_error, [ds.images[i] for i in present], "check")
+        for image_id, error in zip(present, errors, strict=True):
             if error:
                 problems.append(Problem("error", str(ds.images[image_id]), error, "restore the file from the "
                                         "original download, or exclude it with --skip-bad-images", image_id))

@@ -98,4 +98,4 @@ def device_loaders(parts: Sequence[tuple], batch_size: int, device: torch.device
     log.info("augment=device: %d images (%.2f GiB) held in %s (%s)", sum(map(len, arrays)), nbytes / 2**30, where,
              measured)
     return [DeviceBatches(dataset, ImageStore(array, device, resident), sampler, batch_size, drop_last, transform)
-            for (dataset, sampler, drop_last, transform), array in zip(parts, arrays)]
+            for (dataset, sampler, drop_last, transform), array in zip(parts, arrays, strict=True)]

@@ -156,7 +156,7 @@ def _count_bars(ax, metadata: pd.DataFrame, column: str, top: int | None = None)
 
 def _sample_strip(samples: dict[str, str], load_image: Callable[[str], Image.Image], synthetic: bool) -> Figure:
     fig = Figure(figsize=(2.4 * len(samples), 2.6), layout="constrained")
-    for ax, (dx, image_id) in zip(np.atleast_1d(fig.subplots(1, len(samples))), samples.items()):
+    for ax, (dx, image_id) in zip(np.atleast_1d(fig.subplots(1, len(samples))), samples.items(), strict=True):
         ax.imshow(load_image(image_id).convert("RGB"))
         ax.set_title(f"{dx}\n{image_id}", fontsize=9)
         ax.axis("off")

@@ -64,7 +64,7 @@ def build_ensemble(sweep: Path, arms: list[str], name: str | None = None) -> Pat
         raise ValueError("an ensemble needs at least two arms")
     runs = [sweep / arm for arm in arms]
     member_metrics = [results.read_metrics(r) for r in runs]
-    missing = [r.name for r, m in zip(runs, member_metrics) if m is None]
+    missing = [r.name for r, m in zip(runs, member_metrics, strict=True) if m is None]
     if missing:
         raise ValueError(f"arm(s) without results in {sweep}: {', '.join(missing)} (finished arms only)")
     out = sweep / (name or "ensemble_" + "+".join(arms))

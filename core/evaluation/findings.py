@@ -74,7 +74,7 @@ def sweep_findings(sweep_dir: str | Path, arms: list[str], same_run_as: dict[str
             compared = compare_arms(figures[reference][figure], figures[arm][figure], seed=seed)
             entries.append({"arm": arm, "reference": reference, "metric": figure, **compared})
     adjusted = adjust_p_values([e["p_value"] for e in entries], ADJUSTMENT)
-    for entry, p in zip(entries, adjusted):
+    for entry, p in zip(entries, adjusted, strict=True):
         entry.update(p_adjusted=p, verdict=verdict(entry, p))
     return {"level": 0.95, "replicates": replicates, "bootstrap_seed": seed, "seeds": seeds,
             "comparisons": sum(p is not None for p in adjusted), "adjustment": ADJUSTMENT_TEXT,
