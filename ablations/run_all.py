@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--results", default="results", help="local folder or storage URI (s3://...) (default results)")
     out.add_argument("--name", help="the sweep's folder under --results (default: the profile)")
     out.add_argument("--resume", action="store_true", help="continue the interrupted sweep RESULTS/NAME")
+    out.add_argument("--dry-run", action="store_true",
+                     help="print every arm's resolved config and the plan (trials, resources, estimated time), "
+                          "then exit: nothing starts, is built or written")
     out.add_argument("--tracker", action="append", choices=TRACKERS,
                      help="log every trial to tensorboard | mlflow | wandb (repeatable; ray_jobs/trackers/)")
     out.add_argument("--tracking-uri", help="MLflow's tracking URI (default $MLFLOW_TRACKING_URI, else "

@@ -1,6 +1,6 @@
 """A sweep's report: report.md and PNG figures reproducing the source study's tables and figures.
 
-    python -m dashboards.report --results RESULTS/SWEEP --out DIR [--gradcam-examples 4]
+    python -m dashboards.report --sweep RESULTS/SWEEP --out DIR [--gradcam-examples 4]
 
 Table 2: overall test metrics per arm; Table 3: per-class test recall per arm; Table 4:
 melanoma operating points per arm (thresholds chosen on validation, and, labelled as
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dashboards.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--results", type=Path, required=True, help="a sweep folder: RESULTS/<sweep>")
+    parser.add_argument("--sweep", type=Path, required=True, help="a sweep folder: RESULTS/<sweep>")
     parser.add_argument("--out", type=Path, required=True, help="folder for report.md and figures/")
     parser.add_argument("--gradcam-examples", type=int, default=4, help="Grad-CAM images per arm (0: none)")
     args = add_verbosity_flags(parser).parse_args(argv)
@@ -31,10 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     from dashboards.reporting import build_report
     from dashboards.results import is_sweep
 
-    if not is_sweep(args.results):
-        print(f"error: {args.results} is not a sweep folder (no sweep.json or summary.csv)", file=sys.stderr)
+    if not is_sweep(args.sweep):
+        print(f"error: {args.sweep} is not a sweep folder (no sweep.json or summary.csv)", file=sys.stderr)
         return 2
-    log.info("wrote %s", build_report(args.results, args.out, args.gradcam_examples))
+    log.info("wrote %s", build_report(args.sweep, args.out, args.gradcam_examples))
     return 0
 
 

@@ -11,6 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import pandas as pd
 import ray
 import torch
 
@@ -18,8 +19,9 @@ import core
 from core import io
 from core.config import ConfigError, parse_overrides
 from core.data.demo import built_demo, is_current_demo, make_demo_dataset
-from core.data.metadata import DatasetError, find_metadata
+from core.data.metadata import DatasetError, find_metadata, read_metadata
 from core.data.parallel import usable_cpus
+from core.data.split import lesion_split
 from core.log import child_env
 from core.results import SWEEP_RECORD
 from ray_jobs import storage, trackers
@@ -89,7 +91,8 @@ def default_seeds(profile: str, samples: int | None) -> int:
     return DEMO_SEEDS if profile == "demo" and (samples or 1) == 1 else 1
 
 
-def new_sweep(args: argparse.Namespace, results: str, profile: str) -> tuple[Sweep, dict, None]:
+def new_sweep(args: argparse.Namespace, results: str, profile: str, build: bool = True) -> tuple[Sweep, dict, None]:
+    """The sweep a first start asks for; `build=False` names the demo dataset's folder without building it."""
     if storage.exists(storage.join(results, SWEEP_RECORD)):
         raise ConfigError(f"{results} already holds a sweep: pass --resume to continue it, or --name to start another")
     for option in ("samples", "seeds"):
@@ -109,9 +112,48 @@ def new_sweep(args: argparse.Namespace, results: str, profile: str) -> tuple[Swe
     if args.data_root:
         sweep.data_root = os.path.abspath(args.data_root)
     else:
-        default = CHECKOUT / "data" / ("demo_smoke" if profile == "smoke" else "demo")
-        sweep.data_root = str(demo_data((args.demo_data or default).resolve(), DEMO_SIZES[profile]))
+        folder = (args.demo_data or CHECKOUT / "data" / ("demo_smoke" if profile == "smoke" else "demo")).resolve()
+        sweep.data_root = str(demo_data(folder, DEMO_SIZES[profile]) if build else folder)
     return sweep, run_configs, None
+
+
+def plan(args: argparse.Namespace, results: str, profile: str) -> int:
+    """--dry-run: every arm's resolved config and the plan (trials, resources, estimated time); starts
+    nothing, builds nothing and writes nothing."""
+    sweep, run_configs, _ = (resumed_sweep(args, results) if args.resume
+                             else new_sweep(args, results, profile, build=False))
+    for arm, cfg in run_configs.items():
+        print(f"{arm}:")
+        print("\n".join(f"  {key}: {value}" for key, value in cfg.to_dict().items()))
+    repeats = sweep.samples * sweep.seeds
+    print(f"plan: sweep {results}, profile {sweep.profile}, data {sweep.data_root}")
+    print(f"plan: {len(run_configs)} arm(s) x {repeats} = {len(run_configs) * repeats} trial(s) "
+          f"({sweep.seeds} seed(s), {sweep.samples} sample(s)), scheduler {sweep.scheduler}, "
+          f"{sweep.retries} retries")
+    if args.address or os.environ.get("RAY_ADDRESS"):
+        print("plan: resources: the joined cluster's, read when the sweep starts")
+        return 0
+    resources = sweep.resources or resolve({"CPU": usable_cpus(), "GPU": torch.cuda.device_count()},
+                                           args.workers_per_trial, args.cpus_per_worker, args.gpus_per_worker,
+                                           args.max_concurrent)
+    print(f"plan: resources on this machine: {resources}")
+    splits = planned_splits(sweep, next(iter(run_configs.values())))
+    if splits is None:
+        print("plan: time: the dataset is not built yet (the demo builds it on its first start)")
+    elif torch.cuda.is_available():
+        print("plan: time: on a GPU; benchmarks/README.md has the measured figures")
+    else:
+        print(f"plan: time: {estimate_line(run_configs, splits, repeats)}")
+    return 0
+
+
+def planned_splits(sweep: Sweep, cfg) -> pd.DataFrame | None:
+    """The split the sweep would train on (from the metadata alone: no image is read), None without data."""
+    try:
+        meta = read_metadata(find_metadata(sweep.data_root))
+    except (DatasetError, OSError):
+        return None
+    return lesion_split(meta, seed=sweep.split_seed, val_frac=cfg.val_fraction, test_frac=cfg.test_fraction)
 
 
 def resumed_sweep(args: argparse.Namespace, results: str) -> tuple[Sweep, dict, dict]:
@@ -126,10 +168,20 @@ def resumed_sweep(args: argparse.Namespace, results: str) -> tuple[Sweep, dict, 
     return sweep, load_arms(sweep.arms, sweep.profile, sweep.run_overrides()), record
 
 
+def profile_of(args: argparse.Namespace) -> str:
+    return args.profile or ("full" if args.data_root else "demo")
+
+
 def run_sweep(args: argparse.Namespace, level: int) -> int:
     """The sweep `args` (run_all's parsed command line) asks for, at log level `level`; the exit status."""
-    profile = args.profile or ("full" if args.data_root else "demo")
+    profile = profile_of(args)
     results = storage.join(storage.location(args.results), args.name or profile)
+    if args.dry_run:
+        try:
+            return plan(args, results, profile)
+        except (ConfigError, DatasetError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")  # a harmless warning per trial otherwise
     try:
         sweep, run_configs, record = resumed_sweep(args, results) if args.resume else new_sweep(args, results, profile)
@@ -177,5 +229,6 @@ def run_sweep(args: argparse.Namespace, level: int) -> int:
     if status == "interrupted":
         print(f"continue it with: python ablations/run_all.py --results {args.results} "
               f"--name {results.rsplit('/', 1)[-1]} --resume")
-    print(f"dashboard: panel serve dashboards/app.py --args --results {results}")
+    print(f"report: python -m dashboards.report --sweep {results} --out {storage.join(results, 'report')}")
+    print(f"dashboard: python -m dashboards --results {args.results}")
     return 0 if status == "finished" else 1

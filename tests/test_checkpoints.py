@@ -172,7 +172,7 @@ def test_explain_refuses_a_crafted_best_pt(sweep, demo_root, tmp_path, capsys):
 
 
 def test_the_report_notes_the_refusal_and_shows_the_other_arm(sweep, tmp_path):
-    assert report_cli(["--results", str(sweep), "--out", str(tmp_path / "report"), "--gradcam-examples", "2"]) == 0
+    assert report_cli(["--sweep", str(sweep), "--out", str(tmp_path / "report"), "--gradcam-examples", "2"]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
     assert "hostile: no Grad-CAM examples: " in text
     assert_refused(text, sweep / "hostile" / "best.pt", sweep.parent / "code-ran")

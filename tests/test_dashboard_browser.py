@@ -147,7 +147,7 @@ def test_the_sweep_tab_draws_the_findings_the_report_writes(page, smoke_sweep, t
     from dashboards.report import main as report
 
     out = tmp_path / "report"
-    assert report(["--results", str(smoke_sweep), "--out", str(out), "--gradcam-examples", "0"]) == 0
+    assert report(["--sweep", str(smoke_sweep), "--out", str(out), "--gradcam-examples", "0"]) == 0
     found = json.loads((out / "findings.json").read_text())["findings"]
     assert found and (out / "figures" / "forest.png").is_file()
     figures = bokeh_plots(page, ".forest-plot")

@@ -185,6 +185,7 @@ def test_duplicates_file_without_the_id_columns_names_them(tmp_path):
         read_pairs(bad)
 
 
+@pytest.mark.slow  # the full audit: minutes on 2 cores
 @needs_ham
 def test_real_thumbnails_all_10015_in_bounded_time_and_memory(tmp_path, capsys):
     root = tmp_path / "ham"

@@ -31,7 +31,7 @@ def test_ensemble_averages_the_members_and_joins_the_summary(tmp_path, capsys):
     assert summary["arm"].tolist()[-1] == out.name and summary["status"].tolist()[-1] == "finished"
 
     report = tmp_path / "report"
-    assert report_main(["--results", str(sweep), "--out", str(report)]) == 0
+    assert report_main(["--sweep", str(sweep), "--out", str(report)]) == 0
     text = (report / "report.md").read_text()
     assert out.name in [row[0] for row in table_after(text, "## Table 2")]
     assert f"{out.name} - baseline" in [row[0] for row in table_after(text, "## Table 8")]  # compared too

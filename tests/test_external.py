@@ -243,7 +243,7 @@ def test_cli_sweep_end_to_end(sweep, external, tmp_path, capsys):
     assert (copy / "baseline" / PREDICTIONS_FILE).is_file()
     assert metrics_of(copy / "baseline" / "seeds" / "seed_1")["balanced_multiclass_accuracy"] == balanced
     # The report shows it as Table 10, beside the internal figure
-    assert report(["--results", str(copy), "--out", str(tmp_path / "report"), "--gradcam-examples", "0"]) == 0
+    assert report(["--sweep", str(copy), "--out", str(tmp_path / "report"), "--gradcam-examples", "0"]) == 0
     (row,) = table_after((tmp_path / "report" / "report.md").read_text(), "## Table 10")
     assert row[:4] == ["baseline", str(len(pd.read_csv(external / GROUND_TRUTH))), f"{internal:.3f}",
                        f"{balanced['estimate']:.3f} [{balanced['lo']:.3f}, {balanced['hi']:.3f}]"]

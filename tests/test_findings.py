@@ -34,7 +34,7 @@ def seeded(tmp_path_factory):
     sweep = make_sweep(root, "seeded", {"baseline": "finished", "sampler": "finished", "mel_upweight_x3": "finished"},
                        seeds={"baseline": 3, "sampler": 3}, signal={"sampler": 6.0})
     out = root / "report"
-    assert report(["--results", str(sweep), "--out", str(out)]) == 0
+    assert report(["--sweep", str(sweep), "--out", str(out)]) == 0
     return sweep, out, json.loads((out / "findings.json").read_text())
 
 
@@ -82,7 +82,7 @@ def test_with_one_seed_every_verdict_is_one_run(tmp_path):
     found = sweep_findings(sweep, ["baseline", "sampler"])
     assert {e["verdict"] for e in found["findings"]} == {"one run"} and found["comparisons"] == 0
     out = tmp_path / "report"
-    assert report(["--results", str(sweep), "--out", str(out)]) == 0
+    assert report(["--sweep", str(sweep), "--out", str(out)]) == 0
     assert "nothing is called separated" in (out / "report.md").read_text()
 
 
@@ -93,5 +93,5 @@ def test_runs_tested_on_other_images_are_refused(tmp_path):
     with pytest.raises(ValueError, match="tested on other images than the sweep's other runs"):
         sweep_findings(sweep, ["baseline", "sampler"])
     out = tmp_path / "report"
-    assert report(["--results", str(sweep), "--out", str(out)]) == 0  # the rest of the report is written
+    assert report(["--sweep", str(sweep), "--out", str(out)]) == 0  # the rest of the report is written
     assert "Not computed:" in (out / "report.md").read_text()

@@ -175,3 +175,20 @@ def test_the_demo_and_smoke_profiles_skip_the_probe(demo_root, tmp_path, monkeyp
         with pytest.raises(ReachedRay):
             run_all.main(["--data-root", str(demo_root), "--results", str(tmp_path / profile), "--profile", profile,
                           "--arms", "baseline"])
+
+
+def test_dry_run_prints_every_arm_and_the_plan_and_starts_nothing(demo_root, tmp_path, monkeypatch, capsys):
+    def never(*args, **kwargs):
+        raise AssertionError("a dry run started Ray")
+
+    monkeypatch.setattr(ray, "init", never)
+    results = tmp_path / "results"
+    assert run_all.main(["--dry-run", "--data-root", str(demo_root), "--profile", "smoke", "--arms", "baseline",
+                         "sampler", "--seeds", "2", "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("baseline:\n  name: baseline\n") and "\nsampler:\n  name: sampler\n" in out
+    assert "  sampler: True" in out and "  weighting: none" in out  # sampler's own config, resolved
+    assert "plan: 2 arm(s) x 2 = 4 trial(s) (2 seed(s), 1 sample(s))" in out
+    assert "plan: resources on this machine: Resources(workers=1" in out
+    assert "plan: time: no GPU here: estimated" in out
+    assert not results.exists()  # nothing written

@@ -145,9 +145,11 @@ def test_quiet_prints_the_summary_alone(seeded_submission):
     lines = done.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["arm", "status", "seeds"])
     assert lines[header + 1].startswith("baseline finished")
-    assert [line.split(";")[0] for line in lines[header + 2:header + 5]] == [
+    sweep = seeded_submission[0]
+    assert [line.split(";")[0] for line in lines[header + 2:header + 6]] == [
         "SYNTHETIC demo data: these figures say nothing about HAM10000 or skin lesions.", "sweep finished",
-        f"dashboard: panel serve dashboards/app.py --args --results {seeded_submission[0]}"]
+        f"report: python -m dashboards.report --sweep {sweep} --out {sweep / 'report'}",
+        f"dashboard: python -m dashboards --results {sweep.parent}"]
     for noise in ("== Status ==", "| Trial name", "RayTrainWorker", "epoch 1:", "image cache at", "arm(s) x",
                   "Ray cluster", "Ray instance", "GPU share"):
         assert noise not in done.stdout + done.stderr, noise

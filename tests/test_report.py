@@ -27,7 +27,7 @@ def table_after(text: str, heading: str) -> list[list[str]]:
 
 def test_report_of_the_smoke_sweep(smoke_sweep, tmp_path):
     out = tmp_path / "report"
-    assert main(["--results", str(smoke_sweep), "--out", str(out), "--gradcam-examples", "2"]) == 0
+    assert main(["--sweep", str(smoke_sweep), "--out", str(out), "--gradcam-examples", "2"]) == 0
     text = (out / "report.md").read_text()
     arms = sorted(p.parent.name for p in smoke_sweep.glob("*/metrics.json"))
     assert "SYNTHETIC demo data" in text.split("##")[0]  # labelled at the top
@@ -55,7 +55,7 @@ def test_report_of_a_partial_real_data_sweep(tmp_path):
     sweep = make_sweep(tmp_path, "real", {"baseline": "finished", "sampler": "running", "b2_mel_select": "failed"},
                        synthetic=False)
     out = tmp_path / "report"
-    assert main(["--results", str(sweep), "--out", str(out)]) == 0
+    assert main(["--sweep", str(sweep), "--out", str(out)]) == 0
     text = (out / "report.md").read_text()
     assert "SYNTHETIC" not in text
     table2 = table_after(text, "## Table 2")
@@ -79,7 +79,7 @@ def test_report_of_a_partial_real_data_sweep(tmp_path):
 def test_paired_table_compares_each_finished_arm_with_baseline(tmp_path):
     sweep = make_sweep(tmp_path, "pairs", {"baseline": "finished", "sampler": "finished", "b2_mel_select": "running"})
     out = tmp_path / "report"
-    assert main(["--results", str(sweep), "--out", str(out)]) == 0
+    assert main(["--sweep", str(sweep), "--out", str(out)]) == 0
     rows = table_after((out / "report.md").read_text(), "## Table 8")
     assert [row[:2] for row in rows] == [["sampler - baseline", "1 x 1"]]
     difference, lo, hi = map(float, re.fullmatch(r"(\S+) \[(\S+), (\S+)\]", rows[0][2]).groups())
@@ -91,7 +91,7 @@ def test_paired_table_compares_each_finished_arm_with_baseline(tmp_path):
 def test_seed_table_is_mean_and_std_over_every_seed(tmp_path):
     sweep = make_sweep(tmp_path, "seeds", {"baseline": "finished", "sampler": "finished"}, seeds={"sampler": 3})
     out = tmp_path / "report"
-    assert main(["--results", str(sweep), "--out", str(out)]) == 0
+    assert main(["--sweep", str(sweep), "--out", str(out)]) == 0
     rows = table_after((out / "report.md").read_text(), "## Table 9")
     assert [row[:2] for row in rows] == [["sampler", "3"]]  # baseline ran once: no spread to show
     runs = [sweep / "sampler", *sorted((sweep / "sampler" / "seeds").iterdir())]
@@ -102,13 +102,13 @@ def test_seed_table_is_mean_and_std_over_every_seed(tmp_path):
 
 
 def test_refuses_a_folder_that_is_not_a_sweep(tmp_path, capsys):
-    assert main(["--results", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert main(["--sweep", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "not a sweep folder" in capsys.readouterr().err
 
 
 def test_report_of_a_sweep_without_arms(tmp_path):
     (tmp_path / "new").mkdir()
     write_sweep_json(tmp_path / "new", None, synthetic=True, status="running")
-    assert main(["--results", str(tmp_path / "new"), "--out", str(tmp_path / "out")]) == 0
+    assert main(["--sweep", str(tmp_path / "new"), "--out", str(tmp_path / "out")]) == 0
     text = (tmp_path / "out" / "report.md").read_text()
     assert "SYNTHETIC demo data" in text and "The sweep has no arms yet." in text
