@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("core.evaluate", "score trained runs on the ISIC 2018 Task 3 external test set"),
     "compare": ("core.evaluation.compare", "paired comparison of two runs on the same test set"),
     "ensemble": ("core.evaluation.ensemble", "evaluate an ensemble of arms (the mean of their probabilities)"),
+    "confirm": ("core.evaluation.findings", "does a rerun with other seeds confirm a sweep's findings.json?"),
     "cvae": ("core.cvae.__main__", "train a cVAE on a dataset's training split, or draw from one"),
     "submit": ("ray_jobs.submit", "run a sweep on a Ray cluster as a Ray Job and follow its log"),
 }

@@ -132,8 +132,8 @@ def test_a_module_outside_the_layers_is_named():
 
 
 COMMANDS = ["core.train", "core.predict", "core.explain", "core.evaluate", "core.evaluation.compare",
-            "core.evaluation.ensemble", "core.data", "core.cvae", "dashboards", "dashboards.report",
-            "ablations.run_all"]
+            "core.evaluation.ensemble", "core.evaluation.findings", "core.data", "core.cvae", "dashboards",
+            "dashboards.report", "ablations.run_all"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -95,3 +95,29 @@ def test_runs_tested_on_other_images_are_refused(tmp_path):
     out = tmp_path / "report"
     assert report(["--sweep", str(sweep), "--out", str(out)]) == 0  # the rest of the report is written
     assert "Not computed:" in (out / "report.md").read_text()
+
+
+def test_the_figure_names_follow_the_statistics_figures():
+    from core.evaluation.findings import FIGURE_NAMES
+
+    assert tuple(FIGURE_NAMES) == FIGURES
+
+
+def test_a_rerun_confirms_or_contradicts_each_separated_finding(seeded, tmp_path, capsys):
+    from core.evaluation.findings import agreement, main
+
+    _, out, found = seeded
+    same = agreement(found, found)
+    separated = [e for e in found["findings"] if e["verdict"] in ("higher", "lower")]
+    assert len(same["confirmed"]) == len(separated) > 0 and same["contradicted"] == []
+    flipped = json.loads(json.dumps(found))
+    first = next(e for e in flipped["findings"] if e["verdict"] in ("higher", "lower"))
+    first["verdict"] = "lower" if first["verdict"] == "higher" else "higher"
+    other = next(e for e in flipped["findings"] if e["verdict"] in ("higher", "lower") and e is not first)
+    other["verdict"] = "not separated"
+    (tmp_path / "rerun.json").write_text(json.dumps(flipped))
+    assert main([str(out / "findings.json"), str(tmp_path / "rerun.json")]) == 1  # a contradiction fails
+    printed = capsys.readouterr().out
+    assert f"confirmed: {len(separated) - 2}" in printed and "contradicted: 1" in printed
+    assert "one_only: 1" in printed
+    assert main([str(out / "findings.json"), str(tmp_path / "missing.json")]) == 2

@@ -13,15 +13,19 @@ report.md and the dashboard's sweep tab shows.
 """
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from core import results
 from core.arms import comparisons
-from core.config import RunConfig
-from core.evaluation.seeds import FIGURES, SEED_AWARE, adjust_p_values, compare_arms, replicate_figures, verdict
 
+if TYPE_CHECKING:
+    import numpy as np
+
+# The names of core.evaluation.seeds.FIGURES, in its order. The statistics (and numpy, pandas and
+# scipy with them) load in sweep_findings, so that `python -m core.evaluation.findings --help` is quick.
 FIGURE_NAMES = {"accuracy": "test accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1",
                 "recall_mel": "melanoma recall", "mel_auc": "melanoma AUC"}
 ADJUSTMENT = "bh"
@@ -34,6 +38,8 @@ def arm_test_predictions(arm_dir: Path, image_ids: list[str] | None = None) -> t
                                                                                       list[str]]:
     """The test labels, each seed run's test probabilities (rows in `image_ids` order, default the
     first run's) and the image ids."""
+    from core import results
+
     y, probs, ids = None, [], image_ids
     for run in results.seed_runs(arm_dir):
         labels, p, frame = results.read_predictions(results.predictions_path(run, "test"))
@@ -53,6 +59,10 @@ def sweep_findings(sweep_dir: str | Path, arms: list[str], same_run_as: dict[str
     """findings.json of a sweep: every design comparison among the finished `arms` on FIGURES, with
     `replicates` lesion resamples (default: the first compared arm's `bootstrap_replicates`, as its runs'
     own intervals)."""
+    from core import results
+    from core.config import RunConfig
+    from core.evaluation.seeds import FIGURES, SEED_AWARE, adjust_p_values, compare_arms, replicate_figures, verdict
+
     sweep_dir = Path(sweep_dir)
     finished = [arm for arm in arms if results.seed_runs(sweep_dir / arm)]
     pairs = comparisons(finished, same_run_as)
@@ -111,7 +121,7 @@ def findings_markdown(found: dict) -> list[str]:
     if not entries:
         return ["No comparison: the sweep has no finished pair of arms that the design compares."]
     method = (f"{found['comparisons']} comparisons ({len({(e['arm'], e['reference']) for e in entries})} pairs of "
-              f"arms x {len(FIGURES)} figures), {found['replicates']} lesion-level bootstrap replicates; p-values "
+              f"arms x {len(FIGURE_NAMES)} figures), {found['replicates']} lesion-level bootstrap replicates; p-values "
               f"adjusted by {found['adjustment']}. {found['method']}.")
     separated = [sentence(e) for e in entries if e["verdict"] in ("higher", "lower")]
     one_run = [e for e in entries if e["verdict"] == "one run"]
@@ -127,3 +137,53 @@ def findings_markdown(found: dict) -> list[str]:
         lines += ["", f"One run ({ONE_RUN_NOTE}): " + "; ".join(
             f"`{e['arm']}` - `{e['reference']}` {FIGURE_NAMES[e['metric']]} {interval(e)}" for e in one_run) + "."]
     return lines
+
+
+def agreement(first: dict, second: dict) -> dict[str, list[dict]]:
+    """Two findings.json of the same design (a rerun with other seeds): the findings separated in both
+    with the same verdict (`confirmed`), with opposite verdicts (`contradicted`), in one only
+    (`one_only`), and in neither (`neither`)."""
+    def key(entry: dict) -> tuple[str, str, str]:
+        return entry["arm"], entry["reference"], entry["metric"]
+
+    seconds = {key(e): e for e in second["findings"]}
+    out = {"confirmed": [], "contradicted": [], "one_only": [], "neither": []}
+    for a in first["findings"]:
+        b = seconds.get(key(a))
+        if b is None:
+            continue
+        separated = [e["verdict"] in ("higher", "lower") for e in (a, b)]
+        kind = ("confirmed" if all(separated) and a["verdict"] == b["verdict"] else "contradicted" if all(separated)
+                else "one_only" if any(separated) else "neither")
+        out[kind].append({"arm": a["arm"], "reference": a["reference"], "metric": a["metric"],
+                          "first": a["verdict"], "second": b["verdict"],
+                          "first_interval": interval(a), "second_interval": interval(b)})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m core.evaluation.findings FIRST SECOND`: does a rerun confirm a sweep's findings?"""
+    parser = argparse.ArgumentParser(prog="python -m core.evaluation.findings",
+                                     description="Compare the findings.json of a sweep and of its rerun with other "
+                                                 "seeds: which separated findings both confirm, and which they "
+                                                 "contradict.")
+    parser.add_argument("first", type=Path, help="a report's findings.json")
+    parser.add_argument("second", type=Path, help="the rerun's findings.json")
+    args = parser.parse_args(argv)
+    try:
+        found = [json.loads(path.read_text()) for path in (args.first, args.second)]
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    result = agreement(*found)
+    for kind in ("confirmed", "contradicted", "one_only"):
+        print(f"{kind}: {len(result[kind])}")
+        for e in result[kind]:
+            print(f"  {e['arm']} - {e['reference']} {FIGURE_NAMES[e['metric']]}: {e['first']} {e['first_interval']}"
+                  f" / {e['second']} {e['second_interval']}")
+    print(f"neither separated: {len(result['neither'])}")
+    return 1 if result["contradicted"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
