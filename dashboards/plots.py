@@ -197,8 +197,11 @@ def forest_plots(frame: pd.DataFrame):
                            chance=rows["P(arm > ref)"].astype(float), adjusted=rows["adjusted p"].astype(float))
         source = _source(rows[["comparison", "estimate", "low", "high", "colour", "verdict", "seeds", "chance",
                                "adjusted"]])
-        plot = _figure(name, y_range=list(reversed(comparisons)), width=300, height=30 * len(comparisons) + 90,
-                       x_axis_label="arm minus reference")
+        first = not plots  # the comparisons' names once, on the left: the panels share their rows
+        plot = _figure(name, y_range=list(reversed(comparisons)), width=470 if first else 250,
+                       height=30 * len(comparisons) + 90, x_axis_label="arm minus reference")
+        plot.yaxis.visible = first
+        plot.xaxis.ticker.desired_num_ticks = 4
         plot.segment("low", "comparison", "high", "comparison", source=source, color="colour", line_width=3)
         dots = plot.scatter("estimate", "comparison", source=source, size=9, color="colour")
         plot.add_layout(Span(location=0, dimension="height", line_color="black", line_width=1))
