@@ -20,6 +20,7 @@ from core import io
 from core.config import ConfigError, parse_overrides
 from core.data.demo import built_demo, is_current_demo, make_demo_dataset
 from core.data.metadata import DatasetError, find_metadata, read_metadata
+from core.data.pairs import audit_beside
 from core.data.parallel import usable_cpus
 from core.data.split import lesion_split
 from core.log import child_env
@@ -30,7 +31,7 @@ from ray_jobs.estimate import estimate_line
 from ray_jobs.packing import default_share, read_measurements
 from ray_jobs.preflight import check_resources, check_weights
 from ray_jobs.resources import resolve
-from ray_jobs.sweep import Sweep, check_data, run, start
+from ray_jobs.sweep import Sweep, audit_line, check_data, run, start
 from ray_jobs.trainable import WORKER_ENV
 
 CHECKOUT = Path(core.__file__).resolve().parents[1]  # the code the driver runs: its workers import the same
@@ -114,6 +115,10 @@ def new_sweep(args: argparse.Namespace, results: str, profile: str, build: bool 
     else:
         folder = (args.demo_data or CHECKOUT / "data" / ("demo_smoke" if profile == "smoke" else "demo")).resolve()
         sweep.data_root = str(demo_data(folder, DEMO_SIZES[profile]) if build else folder)
+    audit = audit_beside(sweep.data_root)
+    if audit and "duplicates_file" not in overrides:  # `--set duplicates_file=null` declines it
+        overrides["duplicates_file"] = str(audit)
+        run_configs = load_arms(sweep.arms, profile, sweep.run_overrides())
     return sweep, run_configs, None
 
 
@@ -192,6 +197,7 @@ def run_sweep(args: argparse.Namespace, level: int) -> int:
         if local:  # a trial too big for this machine would wait forever in PENDING
             check_resources(*trial_shape(args, sweep), usable_cpus(), torch.cuda.device_count())
         facts, splits = check_data(sweep, run_configs, record)  # a bad dataset stops here, before any write
+        log.info(audit_line(facts["duplicates"], sweep.data_root))
         if local and sweep.profile == "full" and not torch.cuda.is_available():
             log.info(estimate_line(run_configs, splits, sweep.samples * sweep.seeds))
         # -q: neither Ray's start-up lines nor the workers' output (their errors reach the summary).

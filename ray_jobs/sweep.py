@@ -29,6 +29,7 @@ from core.config import RunConfig, same_runs
 from core.data.check import cached_check, usable_metadata
 from core.data.dataset import load_dataset
 from core.data.metadata import DatasetError
+from core.data.pairs import AUDIT_FILE
 from core.data.split import duplicates_report, lesion_split
 from core.training import build_image_caches
 from ray_jobs import permanent, storage, trackers
@@ -111,6 +112,16 @@ def check_data(sweep: Sweep, run_configs: dict[str, RunConfig], record: dict | N
         raise DatasetError(f"{sweep.data_root} changed since the sweep started (fingerprint "
                            f"{record['data_fingerprint']}, now {facts['data_fingerprint']}); start a new sweep")
     return facts, splits
+
+
+def audit_line(duplicates: dict | None, data_root: str) -> str:
+    """What the split did about leaks between lesion_ids (check_data's "duplicates"), for the console."""
+    if duplicates is None:
+        return (f"no leak audit applied: no duplicates_file set and no {AUDIT_FILE} in {data_root}; "
+                f"`python -m core.data duplicates --data-root {data_root}` writes one there")
+    return (f"leak audit applied: {duplicates['file']}, {duplicates['pairs']} pair(s), "
+            f"{duplicates['links_applied']} extra link(s); {duplicates['crossing_without']} pair(s) "
+            "would otherwise have crossed splits")
 
 
 def start(sweep: Sweep, run_configs: dict[str, RunConfig], facts: dict, splits: pd.DataFrame,

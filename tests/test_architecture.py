@@ -22,7 +22,7 @@ FORBIDDEN = {
 CORE_LAYERS = (
     ("foundation", ("__init__", "labels", "choices", "config", "arms", "io", "log", "devices", "results",
                     "checkpoints", "tracking")),
-    ("data", ("data/",)),
+    ("data", ("data/", "matching")),
     ("evaluation", ("evaluation/",)),
     ("model", ("model", "losses", "optim", "sampling", "gradcam", "ood")),
     ("inference", ("inference",)),

@@ -1,7 +1,9 @@
 """The duplicates file: pairs of images that show one lesion under two lesion_ids.
 
-`python -m core.data duplicates` writes it; the split reads it and keeps each pair's two
-lesions in one group, so neither image can sit in another split than its twin.
+`python -m core.data duplicates` writes it, by default as AUDIT_FILE in the dataset folder;
+the split reads it and keeps each pair's two lesions in one group, so neither image can sit
+in another split than its twin. A sweep given no `duplicates_file` applies the AUDIT_FILE
+it finds beside the data.
 """
 from __future__ import annotations
 
@@ -11,8 +13,15 @@ import pandas as pd
 
 from core.data.metadata import DatasetError
 
-PAIR_COLUMNS = ("image_id_a", "image_id_b", "lesion_id_a", "lesion_id_b", "dx_a", "dx_b", "similarity")
+PAIR_COLUMNS = ("image_id_a", "image_id_b", "lesion_id_a", "lesion_id_b", "dx_a", "dx_b", "similarity", "inliers")
 SHOWN = 5  # pairs named in one message
+AUDIT_FILE = "duplicates.csv"  # the audit's list, in the dataset folder
+
+
+def audit_beside(data_root: str | Path) -> Path | None:
+    """The leak audit's list in the dataset folder, if one was written there."""
+    path = Path(data_root) / AUDIT_FILE
+    return path if path.is_file() else None
 
 
 def read_pairs(path: str | Path) -> pd.DataFrame:
