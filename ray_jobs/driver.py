@@ -5,6 +5,7 @@ summary. The command line itself is ablations/run_all.py.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shutil
@@ -28,6 +29,7 @@ from core.results import SWEEP_RECORD
 from ray_jobs import storage, trackers
 from ray_jobs.arms import load_arms
 from ray_jobs.estimate import estimate_line
+from ray_jobs.lock import sweep_lock
 from ray_jobs.packing import default_share, read_measurements
 from ray_jobs.preflight import check_resources, check_weights
 from ray_jobs.resources import resolve
@@ -92,10 +94,14 @@ def default_seeds(profile: str, samples: int | None) -> int:
     return DEMO_SEEDS if profile == "demo" and (samples or 1) == 1 else 1
 
 
-def new_sweep(args: argparse.Namespace, results: str, profile: str, build: bool = True) -> tuple[Sweep, dict, None]:
-    """The sweep a first start asks for; `build=False` names the demo dataset's folder without building it."""
+def refuse_a_used_folder(results: str) -> None:
     if storage.exists(storage.join(results, SWEEP_RECORD)):
         raise ConfigError(f"{results} already holds a sweep: pass --resume to continue it, or --name to start another")
+
+
+def new_sweep(args: argparse.Namespace, results: str, profile: str, build: bool = True) -> tuple[Sweep, dict, None]:
+    """The sweep a first start asks for; `build=False` names the demo dataset's folder without building it."""
+    refuse_a_used_folder(results)
     for option in ("samples", "seeds"):
         if getattr(args, option) is not None and getattr(args, option) < 1:
             raise ConfigError(f"--{option} must be at least 1; got {getattr(args, option)}")
@@ -187,6 +193,13 @@ def run_sweep(args: argparse.Namespace, level: int) -> int:
         except (ConfigError, DatasetError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+    with contextlib.ExitStack() as held:  # the sweep folder's lock, once taken, until the sweep ends
+        return started_sweep(args, level, profile, results, held)
+
+
+def started_sweep(args: argparse.Namespace, level: int, profile: str, results: str,
+                  held: contextlib.ExitStack) -> int:
+    """run_sweep's work; the folder's lock goes on `held`."""
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")  # a harmless warning per trial otherwise
     try:
         sweep, run_configs, record = resumed_sweep(args, results) if args.resume else new_sweep(args, results, profile)
@@ -196,6 +209,10 @@ def run_sweep(args: argparse.Namespace, level: int) -> int:
         local = not (args.address or os.environ.get("RAY_ADDRESS"))
         if local:  # a trial too big for this machine would wait forever in PENDING
             check_resources(*trial_shape(args, sweep), usable_cpus(), torch.cuda.device_count())
+        # Past the checks that write nothing: a second sweep into this folder stops here, before caches and Ray.
+        held.enter_context(sweep_lock(results))
+        if record is None:
+            refuse_a_used_folder(results)  # a sweep that ended since new_sweep looked
         facts, splits = check_data(sweep, run_configs, record)  # a bad dataset stops here, before any write
         log.info(audit_line(facts["duplicates"], sweep.data_root))
         if local and sweep.profile == "full" and not torch.cuda.is_available():
