@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "default: the synthetic demo dataset")
     data.add_argument("--demo-data", type=Path, help="where the demo dataset is built once "
                                                      "(default data/demo, data/demo_smoke for --profile smoke)")
-    data.add_argument("--profile", help="demo | smoke | full (default: full with --data-root, else demo)")
+    data.add_argument("--profile", help="demo | smoke | cpu-real | full (default: full with --data-root, else demo)")
     data.add_argument("--skip-bad-images", action="store_true", default=None,
                       help="drop the rows `python -m core.data check` reports as errors")
     data.add_argument("--split-seed", type=int, help="seed of the one lesion-wise split all arms share (default 0)")

@@ -93,7 +93,7 @@ def test_bad_files_and_profiles(tmp_path):
     (tmp_path / "broken.yaml").write_text("lr: [1,\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(tmp_path / "broken.yaml")
-    with pytest.raises(ConfigError, match="unknown profile 'huge'; available: demo, smoke"):
+    with pytest.raises(ConfigError, match="unknown profile 'huge'; available: cpu-real, demo, smoke"):
         load_config(CONFIGS / "baseline.yaml", "huge")
     with pytest.raises(ConfigError, match="key=value"):
         parse_overrides(["lr"])
