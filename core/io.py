@@ -8,6 +8,7 @@ cache whose build was killed.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -16,10 +17,12 @@ import shutil
 import socket
 import tempfile
 from collections.abc import Callable
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 TEMP_SUFFIX = ".tmp"
+FULL = (errno.ENOSPC, errno.EDQUOT)  # no space left, quota exceeded
 # mkstemp and mkdtemp create owner-only files and folders; the results and caches they become
 # are read by others (a dashboard, another user of a shared cache), so they get the usual mode.
 _UMASK = os.umask(0o022)
@@ -53,18 +56,50 @@ def new_temp(target: str | Path, folder: bool = False) -> Path:
     return Path(name)
 
 
+class DiskFull(OSError):
+    """A write that found no space left: it names the file and the space that is left."""
+
+
+def disk_full(path: Path, error: OSError) -> DiskFull:
+    try:
+        left = f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free there"
+    except OSError:
+        left = "the free space could not be read"
+    full = DiskFull(f"no space left to write {path} ({left}); the previous {path.name}, if any, is intact: free "
+                    "some space, then run the command again (a sweep continues with --resume)")
+    full.errno = error.errno  # set after: OSError(errno, text) would print as "[Errno 28] text"
+    return full
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
-    """Call `write(tmp_path)`, fsync tmp_path, then move it onto `path`."""
+    """Call `write(tmp_path)`, fsync tmp_path, then move it onto `path`; DiskFull when the disk is full."""
     path = Path(path)
-    tmp = new_temp(path)
+    try:
+        tmp = new_temp(path)
+    except OSError as e:
+        raise (disk_full(path, e) if e.errno in FULL else e) from None
     try:
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        if e.errno in FULL:
+            raise disk_full(path, e) from e
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def save_torch(path: str | Path, state: Any) -> Path:
+    """torch.save, atomically. Serialised in memory first: torch's own writer reports a full disk as a
+    RuntimeError without its errno, a plain file write as the OSError that atomic_write names."""
+    import torch
+
+    buffer = BytesIO()
+    torch.save(state, buffer)
+    return atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
 
 
 def pid_alive(pid: int) -> bool:

@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.config import ConfigError, load_config
     from core.data.metadata import DatasetError
     from core.devices import rank_and_world
+    from core.io import DiskFull
     from core.training import fit
 
     overrides = list(args.set) + (["skip_bad_images=true"] if args.skip_bad_images else [])
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 trackers.finish(args.out, metrics)  # None: the run failed
             if dist.is_initialized():
                 dist.destroy_process_group()
-    except (ConfigError, DatasetError, UntrustedCheckpoint) as e:
+    except (ConfigError, DatasetError, UntrustedCheckpoint, DiskFull) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not metrics:  # a rank above 0: rank 0 wrote the run folder and reports it

@@ -304,7 +304,7 @@ def fit(cfg: RunConfig, data_root: str | Path, out_dir: str | Path, *, resume: d
         if rank == 0:
             results.write_history(out, state["history"])
             if on_epoch_end is None:
-                io.atomic_write(out / results.RESUME, lambda tmp, state=checkpoint: torch.save(state, tmp))
+                io.save_torch(out / results.RESUME, checkpoint)
             log.info(_epoch_line(row, cfg.select_on))
             if track is not None:
                 track(row)
@@ -376,6 +376,6 @@ def _write_results(out: Path, cfg: RunConfig, data: Data, model: nn.Module, stat
     best = {"model": model.state_dict(), "config": cfg.to_dict(), "classes": list(CLASSES),
             "mean": list(model.pretrained_cfg["mean"]), "std": list(model.pretrained_cfg["std"]),
             "epoch": state["best"]["epoch"], "synthetic_data": data.synthetic}
-    io.atomic_write(out / results.CHECKPOINT, lambda tmp: torch.save(best, tmp))
+    io.save_torch(out / results.CHECKPOINT, best)
     (out / results.RESUME).unlink(missing_ok=True)
     return metrics

@@ -1,7 +1,9 @@
 """Atomic writes under unique temporary names, and the removal of what dead processes left."""
 from __future__ import annotations
 
+import errno
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from core import io
 from core.data.cache import build_cache
@@ -119,3 +122,27 @@ def test_storage_puts_under_unique_names(tmp_path):
     assert in_threads(6, lambda i: storage.put_file(sources[i], str(target))) == []
     assert target.read_text() in [s.read_text() for s in sources]
     assert os.listdir(target.parent) == ["summary.csv"]
+
+
+def no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_names_the_file_and_the_space_left_and_keeps_the_old_file(tmp_path, monkeypatch):
+    target = io.write_text(tmp_path / "summary.csv", "old\n")
+    with pytest.raises(io.DiskFull, match=rf"no space left to write {re.escape(str(target))} \(\d+ MiB free there\); "
+                                          r"the previous summary.csv, if any, is intact"):
+        io.atomic_write(target, lambda tmp: no_space())
+    assert target.read_text() == "old\n" and os.listdir(tmp_path) == ["summary.csv"]
+    monkeypatch.setattr(io.tempfile, "mkstemp", no_space)  # full before the temporary exists
+    with pytest.raises(io.DiskFull, match="no space left to write"):
+        io.write_text(target, "new\n")
+    assert target.read_text() == "old\n"
+
+
+def test_a_full_disk_during_a_torch_save_is_named_too(tmp_path, monkeypatch):
+    target = io.save_torch(tmp_path / "last.pt", {"epoch": 1})
+    monkeypatch.setattr(Path, "write_bytes", no_space)
+    with pytest.raises(io.DiskFull, match="last.pt"):
+        io.save_torch(target, {"epoch": 2})
+    assert torch.load(target, weights_only=True) == {"epoch": 1} and os.listdir(tmp_path) == ["last.pt"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import io
 import json
 import os
@@ -16,12 +17,14 @@ import pandas as pd
 import pytest
 import torch
 
+from core import results
 from core.config import load_config
 from core.data.images import ImageRef, load_rgb
 from core.data.metadata import find_metadata, read_metadata
 from core.evaluation import classification_metrics, evaluate_run
 from core.evaluation.calibration import apply_temperature
 from core.inference import dihedral_views, load_run, predict_and_screen
+from core.io import TEMP_SUFFIX
 from core.predict import main as predict_cli
 from core.results import read_predictions
 from core.tracking import TRACKERS, final_figures
@@ -204,6 +207,32 @@ def test_wandb_offline_writes_a_run_directory_with_the_config_epochs_and_final_f
     assert {k: run["history"][2][k] for k in figures} == pytest.approx(figures)
     assert run["artifacts"] == {"run-baseline": sorted(["config.json", "history.csv", "metrics.json",
                                                         "predictions_val.csv", "predictions_test.csv"])}
+
+
+def test_a_full_disk_mid_run_stops_with_the_file_named_and_resume_finishes_once_space_is_back(demo_root, tmp_path,
+                                                                                               capsys, monkeypatch):
+    out = tmp_path / "run"
+    args = ["--config", str(CONFIGS / "baseline.yaml"), "--data-root", str(demo_root), "--out", str(out),
+            "--profile", "smoke", "--set", "epochs=3"]
+    real_write, checkpoints = Path.write_bytes, []
+
+    def fills_at_epoch_2(path, data):  # the second epoch's last.pt finds the disk full
+        if path.name.startswith(f".{results.RESUME}."):  # its temporary
+            checkpoints.append(path)
+            if len(checkpoints) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(path, data)
+
+    monkeypatch.setattr(Path, "write_bytes", fills_at_epoch_2)
+    assert train_cli(args) == 2
+    assert f"error: no space left to write {out / results.RESUME}" in capsys.readouterr().err
+    assert torch.load(out / results.RESUME, weights_only=True)["epoch"] == 1  # the good one, whole
+    assert list(pd.read_csv(out / "history.csv")["epoch"]) == [1, 2]
+    assert not [p for p in out.iterdir() if p.name.endswith(TEMP_SUFFIX)]
+    monkeypatch.setattr(Path, "write_bytes", real_write)  # space is back
+    assert train_cli([*args, "--resume"]) == 0
+    assert list(pd.read_csv(out / "history.csv")["epoch"]) == [1, 2, 3]
+    assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 3
 
 
 def test_a_missing_tracker_library_names_the_pip_command(demo_root, tmp_path, capsys, monkeypatch):

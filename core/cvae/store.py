@@ -107,7 +107,7 @@ def train_and_save(ds: Ham10000, rows: pd.DataFrame, cfg: CVAEConfig, out: Path,
              "classes": list(CLASSES), "key": cvae_key(fingerprint, ids, cfg), "data_fingerprint": fingerprint,
              "train_counts": dict(zip(CLASSES, np.bincount(labels, minlength=len(CLASSES)).tolist(), strict=True)),
              "synthetic_data": ds.synthetic}
-    return io.atomic_write(out / MODEL_FILE, lambda tmp: torch.save(state, tmp))
+    return io.save_torch(out / MODEL_FILE, state)
 
 
 def load_cvae(path: str | Path, device: torch.device | str = "cpu") -> tuple[CVAE, dict]:
