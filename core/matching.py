@@ -5,7 +5,7 @@ exposure shift changes little), for the image and for its mirror: SIFT is invari
 rotation and scale but not to a flip, and a vertical flip is a mirror turned by 180 degrees.
 A pair's score is the number of its mutual nearest-neighbour matches (passing Lowe's ratio
 test) that one similarity transform (rotation, uniform scale, shift) carries onto each other
-under RANSAC, the larger of the straight and the mirrored fit. Look-alike lesions share
+under RANSAC, counted once per location, the larger of the straight and the mirrored fit. Look-alike lesions share
 texture but not geometry, so their matches scatter and few are inliers; a re-photograph, a
 crop, a resize or a re-encode keeps its keypoints in place.
 """

@@ -209,12 +209,12 @@ def started_sweep(args: argparse.Namespace, level: int, profile: str, results: s
         local = not (args.address or os.environ.get("RAY_ADDRESS"))
         if local:  # a trial too big for this machine would wait forever in PENDING
             check_resources(*trial_shape(args, sweep), usable_cpus(), torch.cuda.device_count())
-        # Past the checks that write nothing: a second sweep into this folder stops here, before caches and Ray.
+        facts, splits = check_data(sweep, run_configs, record)  # a bad dataset stops here, before any write
+        log.info(audit_line(facts["duplicates"], sweep.data_root))
+        # Past the checks that write nothing here: a second sweep into this folder stops now, before caches and Ray.
         held.enter_context(sweep_lock(results))
         if record is None:
             refuse_a_used_folder(results)  # a sweep that ended since new_sweep looked
-        facts, splits = check_data(sweep, run_configs, record)  # a bad dataset stops here, before any write
-        log.info(audit_line(facts["duplicates"], sweep.data_root))
         if local and sweep.profile == "full" and not torch.cuda.is_available():
             log.info(estimate_line(run_configs, splits, sweep.samples * sweep.seeds))
         # -q: neither Ray's start-up lines nor the workers' output (their errors reach the summary).

@@ -25,7 +25,7 @@ def run_all(capsys, *args) -> tuple[int, str]:
 
 def test_unknown_profile(capsys, results, demo_root):
     status, err = run_all(capsys, "--data-root", str(demo_root), "--profile", "tiny", "--results", str(results))
-    assert status == 2 and "unknown profile 'tiny'; available: demo, smoke" in err
+    assert status == 2 and "unknown profile 'tiny'; available: cpu-real, demo, smoke" in err
     assert not results.exists()
 
 

@@ -1,5 +1,5 @@
 """One live writer per sweep folder: a second sweep (or --resume) on a folder another live
-process holds is refused before the data check and Ray, naming the holder; a killed holder blocks nothing."""
+process holds is refused before the caches and Ray, naming the holder; a killed holder blocks nothing."""
 from __future__ import annotations
 
 import json
@@ -12,6 +12,7 @@ import textwrap
 import pytest
 
 from ablations import run_all
+from core.data.dataset import load_dataset
 from ray_jobs.lock import LOCK_FILE
 from ray_jobs.sweep import Sweep
 from tests.test_preflight import ReachedRay, stop_before_ray
@@ -53,7 +54,8 @@ def test_a_second_sweep_on_a_held_folder_is_refused_before_ray_naming_the_holder
     refused("--profile", "smoke", "--arms", "baseline", "--data-root", str(demo_root))
     assert [p.name for p in folder.iterdir()] == [LOCK_FILE]
     first = Sweep(results=str(folder), profile="smoke", data_root=str(demo_root), arms=["baseline"])
-    record = json.dumps({"settings": first.to_dict(), "status": "running"})
+    record = json.dumps({"settings": first.to_dict(), "status": "running",
+                         "data_fingerprint": load_dataset(demo_root).fingerprint()})
     (folder / "sweep.json").write_text(record)  # now it has
     refused("--name", "smoke", "--resume")
     assert sorted(p.name for p in folder.iterdir()) == [LOCK_FILE, "sweep.json"]
