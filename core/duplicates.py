@@ -33,7 +33,7 @@ from core.data.isic2018 import GROUND_TRUTH_NAMES, load_external
 from core.data.pairs import PAIR_COLUMNS
 from core.inference import EvalPipeline, over_dataset
 from core.io import atomic_write
-from core.matching import LONG_SIDE, Features, features, inlier_matches, score
+from core.matching import Features, at_matching_scale, features, inlier_matches, score
 from core.model import build_model
 
 BACKBONE = "tf_efficientnet_lite0"  # the one with offline weights (pretrained='pypi') and the cheapest
@@ -214,14 +214,7 @@ def sorted_embeddings(ds: Ham10000, side: int = DEFAULT_SIDE,
 
 def _side_by_side(rgb_a: np.ndarray, rgb_b: np.ndarray) -> tuple[np.ndarray, int]:
     """Both images at the matcher's scale on one canvas, and where the second one starts."""
-    import cv2
-
-    def resized(rgb: np.ndarray) -> np.ndarray:
-        scale = LONG_SIDE / max(rgb.shape[:2])
-        return cv2.resize(rgb, (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)),
-                          interpolation=cv2.INTER_AREA)
-
-    a, b = resized(rgb_a), resized(rgb_b)
+    a, b = at_matching_scale(rgb_a), at_matching_scale(rgb_b)
     canvas = np.full((max(len(a), len(b)), a.shape[1] + b.shape[1], 3), 255, np.uint8)
     canvas[:len(a), :a.shape[1]], canvas[:len(b), a.shape[1]:] = a, b
     return canvas, a.shape[1]

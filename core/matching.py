@@ -43,15 +43,21 @@ def _sift(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return points, np.clip(descriptors, 0, 255).astype(np.uint8)[:MAX_KEYPOINTS]
 
 
-def features(rgb: np.ndarray) -> Features:
-    """The keypoints of an (H, W, 3) uint8 image, resized to LONG_SIDE on its long side."""
+def at_matching_scale(rgb: np.ndarray) -> np.ndarray:
+    """An (H, W, 3) image resized to LONG_SIDE on its long side: the frame keypoints are in."""
     scale = LONG_SIDE / max(rgb.shape[:2])
     size = (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale))
-    gray = cv2.cvtColor(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
+def features(rgb: np.ndarray) -> Features:
+    """The keypoints of an (H, W, 3) uint8 image, at_matching_scale."""
+    resized = at_matching_scale(rgb)
+    gray = cv2.cvtColor(resized, cv2.COLOR_RGB2GRAY)
     gray = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(4, 4)).apply(gray)
     points, descriptors = _sift(gray)
     mirror_points, mirror_descriptors = _sift(np.ascontiguousarray(gray[:, ::-1]))
-    return Features(points, descriptors, mirror_points, mirror_descriptors, size[0])
+    return Features(points, descriptors, mirror_points, mirror_descriptors, resized.shape[1])
 
 
 def _mutual_matches(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
