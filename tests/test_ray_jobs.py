@@ -48,10 +48,10 @@ def submit(env, *run_all_args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def job(ray_env, demo_root, tmp_path_factory):
     results = tmp_path_factory.mktemp("job") / "results"
-    tracking_uri = f"sqlite:///{results.parent / 'mlflow.db'}"
-    done = submit(ray_env, "--data-root", str(demo_root), "--profile", "smoke", "--arms", "sampler",
-                  "--samples", "2", "--results", str(results), "--name", "job", "--tracker", "mlflow",
-                  "--tracking-uri", tracking_uri)
+    # MLflow's own variable names the store (the recovery test's sweep names it with --tracking-uri).
+    env = {**ray_env, "MLFLOW_TRACKING_URI": f"sqlite:///{results.parent / 'mlflow.db'}"}
+    done = submit(env, "--data-root", str(demo_root), "--profile", "smoke", "--arms", "sampler",
+                  "--samples", "2", "--results", str(results), "--name", "job", "--tracker", "mlflow")
     return done, results / "job"
 
 

@@ -317,6 +317,28 @@ def test_a_finished_run_reports_the_epochs_tune_has_not_kept_whatever_its_checkp
     assert [r["epoch"] for r in reports] == [1, 2, 3, 4]
 
 
+@pytest.mark.parametrize("given", ["environment", "option"])
+def test_mlflow_logs_to_the_store_its_variable_or_option_names(given, tmp_path, monkeypatch):
+    """$MLFLOW_TRACKING_URI and --tracking-uri name the same store: the trial's run and epochs land there."""
+    from ray_jobs.trackers.mlflow_callback import MLflowTracker
+
+    import mlflow
+
+    mlflow.set_tracking_uri(None)  # a URI set by an earlier test in this process outranks the variable
+    monkeypatch.chdir(tmp_path)  # MLflow's default store, where a lost variable would send the run
+    uri, trials = f"sqlite:///{tmp_path / 'named' / 'mlflow.db'}", Trials(str(tmp_path / "sweep"))
+    (tmp_path / "named").mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri if given == "environment" else "sqlite:///elsewhere.db")
+    trial = type("Trial", (), {"trial_id": "t0", "config": sampled(1)[0], "__str__": lambda self: "plain"})()
+    tracker = MLflowTracker(trials, uri if given == "option" else None)
+    tracker.setup()
+    tracker.log_trial_start(trial)
+    tracker.log_trial_result(1, trial, {"epoch": 1, "val_acc": 0.5})
+    (run,) = stores.mlflow_runs(uri, "dermablate-sweep")["run_id"]
+    assert stores.mlflow_history(uri, run, "val_acc") == [(1, 0.5)]
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 def test_mlflow_keeps_each_epoch_of_a_continued_run_once(tmp_path):
     """The first driver logged epochs 1-3 and was killed; the resumed one gets epochs 3 and 4."""
     from ray_jobs.trackers.mlflow_callback import MLflowTracker

@@ -235,6 +235,25 @@ def test_a_full_disk_mid_run_stops_with_the_file_named_and_resume_finishes_once_
     assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 3
 
 
+@pytest.mark.parametrize("given", ["environment", "option"])
+def test_a_single_run_logs_to_the_mlflow_store_its_variable_or_option_names(given, tmp_path, monkeypatch):
+    from core.tracking import MLflowRun
+
+    import mlflow
+
+    mlflow.set_tracking_uri(None)  # a URI set by an earlier test in this process outranks the variable
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    uri = f"sqlite:///{tmp_path / 'named.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri if given == "environment" else "sqlite:///elsewhere.db")
+    run = MLflowRun("baseline", {"name": "baseline", "epochs": 2}, uri if given == "option" else None)
+    run.log_epoch({"epoch": 1, "val_acc": 0.5})
+    run.finish(tmp_path, None)
+    (run_id,) = stores.mlflow_runs(uri, "dermablate")["run_id"]
+    assert stores.mlflow_history(uri, run_id, "val_acc") == [(1, 0.5)]
+    assert not (tmp_path / "elsewhere.db").exists()
+
+
 def test_a_missing_tracker_library_names_the_pip_command(demo_root, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb now raises ImportError
     assert train_cli(["--config", str(CONFIGS / "baseline.yaml"), "--data-root", str(demo_root),

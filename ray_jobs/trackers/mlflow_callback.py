@@ -3,6 +3,11 @@
 MLflow's store is written at once, not with Tune's saved state: a driver killed just after
 logging an epoch leaves the run ahead of Tune, and the resumed trial reports that epoch again
 (ray_jobs.trainable.report_unseen_epochs). Each run keeps an epoch once: the first value.
+
+The store is resolved once, when the callback is made: --tracking-uri, else
+$MLFLOW_TRACKING_URI, else MLflow's default. Ray's own setup passes its tracking URI to
+`mlflow.set_tracking_uri`, and None there unsets $MLFLOW_TRACKING_URI: Ray would then start
+runs in the default store while this callback's client logs to the variable's.
 """
 from __future__ import annotations
 
@@ -20,20 +25,22 @@ from ray_jobs.trackers import NOT_METRICS, Trials, step
 
 class MLflowTracker(MLflowLoggerCallback):
     def __init__(self, trials: Trials, tracking_uri: str | None):
+        import mlflow
+
         experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or f"{tracking.PROJECT}-{trials.sweep_name}"
-        super().__init__(tracking_uri, experiment_name=experiment, tags={"sweep": trials.results})
+        super().__init__(tracking_uri or mlflow.get_tracking_uri(), experiment_name=experiment,
+                         tags={"sweep": trials.results})
         self.trials = trials
         self._last_epoch: dict[Trial, int] = {}  # the last epoch each trial's run holds
 
     def setup(self, *args, **kwargs):
         import mlflow
 
-        uri = self.tracking_uri or mlflow.get_tracking_uri()
         # The experiment first, its files beside a SQLite store; Ray's setup then finds it.
-        self.mlflow_util.setup_mlflow(tracking_uri=uri, experiment_name=self.experiment_name,
-                                      artifact_location=tracking.artifact_location(uri))
+        self.mlflow_util.setup_mlflow(tracking_uri=self.tracking_uri, experiment_name=self.experiment_name,
+                                      artifact_location=tracking.artifact_location(self.tracking_uri))
         super().setup(*args, **kwargs)
-        self.client = mlflow.MlflowClient(uri)
+        self.client = mlflow.MlflowClient(self.tracking_uri)
 
     def log_trial_start(self, trial: Trial):
         if trial in self._trial_runs:  # a retry of the trial in this driver
