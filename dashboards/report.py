@@ -16,6 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
+from core import io
 from core.log import add_verbosity_flags, setup_logging
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     if not is_sweep(args.sweep):
         print(f"error: {args.sweep} is not a sweep folder (no sweep.json or summary.csv)", file=sys.stderr)
         return 2
-    log.info("wrote %s", build_report(args.sweep, args.out, args.gradcam_examples))
+    try:
+        log.info("wrote %s", build_report(args.sweep, args.out, args.gradcam_examples))
+    except io.DiskFull as e:  # each file is written whole or not at all: the last report's stay
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

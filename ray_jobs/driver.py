@@ -31,7 +31,7 @@ from ray_jobs.arms import load_arms
 from ray_jobs.estimate import estimate_line
 from ray_jobs.lock import sweep_lock
 from ray_jobs.packing import default_share, read_measurements
-from ray_jobs.preflight import check_resources, check_weights
+from ray_jobs.preflight import autoscaler_node_types, check_cluster, check_resources, check_weights, cluster_nodes
 from ray_jobs.resources import resolve
 from ray_jobs.sweep import Sweep, audit_line, check_data, run, start
 from ray_jobs.trainable import WORKER_ENV
@@ -179,6 +179,10 @@ def resumed_sweep(args: argparse.Namespace, results: str) -> tuple[Sweep, dict, 
     return sweep, load_arms(sweep.arms, sweep.profile, sweep.run_overrides()), record
 
 
+def resume_command(args: argparse.Namespace, results: str) -> str:
+    return f"python ablations/run_all.py --results {args.results} --name {results.rsplit('/', 1)[-1]} --resume"
+
+
 def profile_of(args: argparse.Namespace) -> str:
     return args.profile or ("full" if args.data_root else "demo")
 
@@ -227,6 +231,9 @@ def started_sweep(args: argparse.Namespace, level: int, profile: str, results: s
                 log.info("GPU share: %s", why)
             sweep.resources = resolve(cluster, args.workers_per_trial, args.cpus_per_worker, gpus_per_worker,
                                       args.max_concurrent)
+        if not local:  # the joined cluster's nodes, and those its autoscaler may add, are known only now
+            check_cluster(*trial_shape(args, sweep), cluster_nodes(), autoscaler_node_types(),
+                          f"the cluster at {args.address or os.environ['RAY_ADDRESS']}")
         record = start(sweep, run_configs, facts, splits, record)
     except (ConfigError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -237,7 +244,12 @@ def started_sweep(args: argparse.Namespace, level: int, profile: str, results: s
     repeats = f"{sweep.seeds} seed(s)" if sweep.seeds > 1 else f"{sweep.samples} sample(s)"
     log.info("sweep %s: %d arm(s) x %s, profile %s, %s", results, len(sweep.arms), repeats, sweep.profile,
              sweep.resources)
-    status, summary = run(sweep, run_configs, record, quiet=args.quiet)
+    try:
+        status, summary = run(sweep, run_configs, record, quiet=args.quiet)
+    except io.DiskFull as e:  # writing summary.csv or sweep.json; --resume continues from Tune's saved state
+        print(f"error: {e}", file=sys.stderr)
+        print(f"continue it with: {resume_command(args, results)}")
+        return 2
     # The result: printed at every level.
     columns = ["arm", "status", "test_acc", "test_macro_f1", "test_mel_recall", "selected_epoch", "wall_seconds"]
     if sweep.seeds > 1:
@@ -250,8 +262,7 @@ def started_sweep(args: argparse.Namespace, level: int, profile: str, results: s
         print("SYNTHETIC demo data: these figures say nothing about HAM10000 or skin lesions.")
     print(f"sweep {status}; results in {results}")
     if status == "interrupted":
-        print(f"continue it with: python ablations/run_all.py --results {args.results} "
-              f"--name {results.rsplit('/', 1)[-1]} --resume")
+        print(f"continue it with: {resume_command(args, results)}")
     print(f"report: python -m dashboards.report --sweep {results} --out {storage.join(results, 'report')}")
     print(f"dashboard: python -m dashboards --results {args.results}")
     return 0 if status == "finished" else 1

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +50,22 @@ def read_json(uri: str) -> Any:
 
 
 def put_file(src: str | Path, uri: str) -> None:
-    """Copy a local file to `uri` under a temporary name, then move it into place."""
+    """Copy a local file to `uri` under a temporary name, then move it into place. On a local
+    disk through core.io: a full disk raises DiskFull naming `uri`, and leaves the old file whole."""
     fs, path = _resolve(uri)
     parent, name = path.rsplit("/", 1)
     fs.create_dir(parent, recursive=True)
+    if isinstance(fs, pyarrow.fs.LocalFileSystem):
+        io.atomic_write(path, lambda tmp: shutil.copyfile(src, tmp))
+        return
     tmp = f"{parent}/{io.temp_name(name)}"
-    pyarrow.fs.copy_files(str(src), tmp, destination_filesystem=fs)
-    fs.move(tmp, path)
+    try:
+        pyarrow.fs.copy_files(str(src), tmp, destination_filesystem=fs)
+        fs.move(tmp, path)
+    except BaseException:
+        with suppress(OSError):
+            fs.delete_file(tmp)
+        raise
 
 
 def write_text(uri: str, text: str) -> None:

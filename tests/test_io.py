@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -138,6 +139,17 @@ def test_a_full_disk_names_the_file_and_the_space_left_and_keeps_the_old_file(tm
     with pytest.raises(io.DiskFull, match="no space left to write"):
         io.write_text(target, "new\n")
     assert target.read_text() == "old\n"
+
+
+def test_a_full_disk_while_storage_puts_a_file_names_it_and_keeps_the_old_one(tmp_path, monkeypatch):
+    """summary.csv and sweep.json reach a local sweep folder through storage.put_file."""
+    target, src = tmp_path / "sweep" / "summary.csv", tmp_path / "new.csv"
+    storage.write_text(str(target), "old\n")
+    src.write_text("new\n")
+    monkeypatch.setattr(shutil, "copyfile", no_space)
+    with pytest.raises(io.DiskFull, match=rf"no space left to write {re.escape(str(target))} \(\d+ MiB free there\)"):
+        storage.put_file(src, str(target))
+    assert target.read_text() == "old\n" and os.listdir(target.parent) == ["summary.csv"]
 
 
 def test_a_full_disk_during_a_torch_save_is_named_too(tmp_path, monkeypatch):

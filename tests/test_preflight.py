@@ -17,7 +17,7 @@ from core.model import weights_problem
 from ray_jobs import driver
 from ray_jobs.arms import load_arms
 from ray_jobs.estimate import seconds_per_image, sweep_seconds
-from ray_jobs.preflight import check_resources, check_weights
+from ray_jobs.preflight import autoscaler_node_types, check_cluster, check_resources, check_weights
 
 
 @pytest.fixture
@@ -104,6 +104,44 @@ def test_a_gpu_asked_for_where_none_exists_is_refused():
     with pytest.raises(ConfigError, match="--gpus-per-worker 0.5 asks for a GPU, but this machine has none .* "
                                           "leave out --gpus-per-worker to train on the CPUs"):
         check_resources(1, 1, 0.5, cpus=2, gpus=0)
+
+
+CPU_NODES = [{"CPU": 1.0, "memory": 1e9}, {"CPU": 1.0, "memory": 1e9}]  # two nodes, neither with a GPU
+CLUSTER = "the cluster at 10.0.0.1:6379"
+
+
+def test_a_joined_cluster_refuses_a_worker_no_node_can_hold_with_the_numbers():
+    with pytest.raises(ConfigError) as refused:
+        check_cluster(1, 1, 1, CPU_NODES, {}, CLUSTER)
+    assert str(refused.value) == (
+        "one trial cannot be placed on the cluster at 10.0.0.1:6379: each of its 1 worker(s) asks for 1 CPU(s) "
+        "and 1 GPU(s), and no node has a GPU (nodes now: 1 CPU, 0 GPU; 1 CPU, 0 GPU; node types the autoscaler "
+        "may add: none); fix: leave out --gpus-per-worker to train on the CPUs, or add nodes that fit")
+    with pytest.raises(ConfigError, match="no node holds one worker .*fix: --workers-per-trial 1 --cpus-per-worker 1,"):
+        check_cluster(1, 2, 0, CPU_NODES, {}, CLUSTER)  # 2 CPUs in all, but 1 a node
+    with pytest.raises(ConfigError, match="its nodes hold 2 such worker.s. .*fix: --workers-per-trial 2,"):
+        check_cluster(3, 1, 0, CPU_NODES, {}, CLUSTER)
+    check_cluster(2, 1, 0, CPU_NODES, {}, CLUSTER)  # one worker a node: Ray Train spreads them
+
+
+def test_node_types_the_autoscaler_may_add_count_and_unknown_sizes_are_not_refused():
+    gpu_type = {"gpu_worker": ({"CPU": 8, "GPU": 1}, 2)}
+    check_cluster(2, 4, 1, CPU_NODES, gpu_type, CLUSTER)  # two GPU nodes may come
+    with pytest.raises(ConfigError, match="its nodes hold 2 such .*may add: gpu_worker, up to 2 of 8 CPU, 1 GPU"):
+        check_cluster(3, 4, 1, CPU_NODES, gpu_type, CLUSTER)
+    check_cluster(3, 4, 1, CPU_NODES, {"gpu_worker": ({}, 2)}, CLUSTER)  # not filled in: it may fit
+
+
+def test_the_launchers_config_on_the_head_names_the_worker_types(tmp_path):
+    assert autoscaler_node_types(tmp_path) == {}  # not a launcher's head node
+    (tmp_path / "ray_bootstrap_config.yaml").write_text(
+        "max_workers: 4\nhead_node_type: head\navailable_node_types:\n"
+        "  head: {resources: {CPU: 0}, max_workers: 0}\n"
+        "  gpu_worker: {resources: {CPU: 8, GPU: 1}}\n"
+        "  spot_gpu: {resources: {CPU: 8, GPU: 1}, max_workers: 0}\n"
+        "  cpu_worker: {resources: {CPU: 16}, min_workers: 1, max_workers: 2}\n")
+    assert autoscaler_node_types(tmp_path) == {"gpu_worker": ({"CPU": 8, "GPU": 1}, 4),
+                                               "cpu_worker": ({"CPU": 16}, 2)}
 
 
 def stop_before_ray(monkeypatch) -> None:

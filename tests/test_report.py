@@ -112,3 +112,22 @@ def test_report_of_a_sweep_without_arms(tmp_path):
     assert main(["--sweep", str(tmp_path / "new"), "--out", str(tmp_path / "out")]) == 0
     text = (tmp_path / "out" / "report.md").read_text()
     assert "SYNTHETIC demo data" in text and "The sweep has no arms yet." in text
+
+
+def test_a_full_disk_during_the_report_names_the_file_and_keeps_the_last_report(tmp_path, monkeypatch, capsys):
+    from core import io
+
+    sweep, out = make_sweep(tmp_path, "sweep", {"baseline": "finished", "sampler": "finished"}), tmp_path / "report"
+    assert main(["--sweep", str(sweep), "--out", str(out), "--gradcam-examples", "0"]) == 0
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+
+    def no_space(fd):
+        raise OSError(io.errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(io.os, "fsync", no_space)
+    assert main(["--sweep", str(sweep), "--out", str(out), "--gradcam-examples", "0"]) == 2
+    assert re.search(rf"error: no space left to write {re.escape(str(out))}/\S+ \(\d+ MiB free there\); the previous",
+                     capsys.readouterr().err)
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before  # no temporary left
+    monkeypatch.undo()  # space is back
+    assert main(["--sweep", str(sweep), "--out", str(out), "--gradcam-examples", "0"]) == 0
