@@ -320,9 +320,9 @@ def test_a_finished_run_reports_the_epochs_tune_has_not_kept_whatever_its_checkp
 @pytest.mark.parametrize("given", ["environment", "option"])
 def test_mlflow_logs_to_the_store_its_variable_or_option_names(given, tmp_path, monkeypatch):
     """$MLFLOW_TRACKING_URI and --tracking-uri name the same store: the trial's run and epochs land there."""
-    from ray_jobs.trackers.mlflow_callback import MLflowTracker
-
     import mlflow
+
+    from ray_jobs.trackers.mlflow_callback import MLflowTracker
 
     mlflow.set_tracking_uri(None)  # a URI set by an earlier test in this process outranks the variable
     monkeypatch.chdir(tmp_path)  # MLflow's default store, where a lost variable would send the run

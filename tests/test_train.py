@@ -237,9 +237,9 @@ def test_a_full_disk_mid_run_stops_with_the_file_named_and_resume_finishes_once_
 
 @pytest.mark.parametrize("given", ["environment", "option"])
 def test_a_single_run_logs_to_the_mlflow_store_its_variable_or_option_names(given, tmp_path, monkeypatch):
-    from core.tracking import MLflowRun
-
     import mlflow
+
+    from core.tracking import MLflowRun
 
     mlflow.set_tracking_uri(None)  # a URI set by an earlier test in this process outranks the variable
     monkeypatch.chdir(tmp_path)
