@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("dashboards.__main__", "serve the Panel dashboard of a results folder"),
     "predict": ("core.predict", "predict images with a trained run: probabilities, melanoma flags, Grad-CAM"),
     "explain": ("core.explain", "Grad-CAM overlays for a run's test images and their heat on the lesion"),
+    "export": ("core.export", "export a trained run: safetensors and timm config, ONNX, operating points, model card"),
     "evaluate": ("core.evaluate", "score trained runs on the ISIC 2018 Task 3 external test set"),
     "compare": ("core.evaluation.compare", "paired comparison of two runs on the same test set"),
     "ensemble": ("core.evaluation.ensemble", "evaluate an ensemble of arms (the mean of their probabilities)"),

@@ -26,7 +26,7 @@ CORE_LAYERS = (
     ("evaluation", ("evaluation/",)),
     ("model", ("model", "losses", "optim", "sampling", "gradcam", "ood")),
     ("inference", ("inference",)),
-    ("training", ("training", "cvae/", "duplicates", "explain")),
+    ("training", ("training", "cvae/", "duplicates", "explain", "export")),
     ("commands", ("train", "predict", "evaluate", "data/__main__", "cvae/__main__")),
 )
 
@@ -131,7 +131,7 @@ def test_a_module_outside_the_layers_is_named():
         core_layer("newstage")
 
 
-COMMANDS = ["core.train", "core.predict", "core.explain", "core.evaluate", "core.evaluation.compare",
+COMMANDS = ["core.train", "core.predict", "core.explain", "core.export", "core.evaluate", "core.evaluation.compare",
             "core.evaluation.ensemble", "core.evaluation.findings", "core.data", "core.cvae", "dashboards",
             "dashboards.report", "ablations.run_all"]
 

@@ -39,7 +39,7 @@ PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 PROJECT = PYPROJECT["project"]
 EXTRAS = PROJECT["optional-dependencies"]
 # The pyproject lists each layer's imports come from (the rule in the docstring).
-LAYERS = {"core": ["base"], "dashboards": ["base", "dashboard"],
+LAYERS = {"core": ["base", "export"], "dashboards": ["base", "dashboard"],
           "ray_jobs": ["base", "ray", "trackers"], "ablations": ["base", "ray", "trackers"]}
 # Modules a layer may import although pyproject lists no distribution of theirs, each with why.
 # Keep it short: an import of anything else must name its distribution in pyproject.toml.
@@ -129,19 +129,25 @@ def test_requirements_tracking_txt_is_the_trackers_extra():
     assert keys(reqs) == keys(EXTRAS["trackers"])
 
 
+def test_requirements_export_txt_is_the_export_extra():
+    reqs, includes = read_requirements("requirements-export.txt")
+    assert includes == []
+    assert keys(reqs) == keys(EXTRAS["export"])
+
+
 def test_requirements_dev_txt_is_the_dev_extra():
     reqs, includes = read_requirements("requirements-dev.txt")
-    assert sorted(includes) == ["requirements-tracking.txt", "requirements.txt"]
+    assert sorted(includes) == ["requirements-export.txt", "requirements-tracking.txt", "requirements.txt"]
     itself = [Requirement(r) for r in EXTRAS["dev"] if canonicalize_name(Requirement(r).name) == PROJECT["name"]]
-    assert [sorted(r.extras) for r in itself] == [["dashboard", "ray", "trackers", "weights"]]
+    assert [sorted(r.extras) for r in itself] == [["dashboard", "export", "ray", "trackers", "weights"]]
     tools = [r for r in EXTRAS["dev"] if canonicalize_name(Requirement(r).name) != PROJECT["name"]]
     assert keys(reqs) == keys(tools)
 
 
 def test_the_installed_versions_lie_in_the_listed_ranges():
-    """What this environment was tested with is what pyproject allows (export is not installed here)."""
+    """What this environment was tested with is what pyproject allows."""
     outside = {}
-    for req in map(Requirement, listed("base", "ray", "dashboard", "trackers", "weights", "dev")):
+    for req in map(Requirement, listed("base", "ray", "dashboard", "trackers", "weights", "export", "dev")):
         try:
             version = importlib.metadata.version(req.name)
         except importlib.metadata.PackageNotFoundError:
