@@ -74,7 +74,7 @@ def test_training_hands_predictions_to_the_evaluation_package_entry():
 
 def test_evaluating_predictions_imports_no_torch():
     code = ("import sys, core.evaluation.metrics, core.evaluation.compare, core.evaluation.ensemble, "
-            "core.evaluation.external; "
+            "core.evaluation.external, core.evaluation.model_card; "
             "print(sorted(m for m in ('torch', 'timm') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -264,6 +264,9 @@ def test_the_address_picks_the_sweep_and_the_arm_and_follows_the_tab_and_arm(pag
     page.get_by_text("Arm sampler: finished").wait_for()
     assert bokeh_plots(page, ".training-curves").count() == 2  # loss, validation
     assert bokeh_plots(page, ".confusion").count() == 2  # counts, row-normalized
+    page.locator(".model-card").get_by_text("Model card").first.click()  # the collapsed card opens
+    page.locator(".model-card").get_by_text("SYNTHETIC DEMO DATA: this model").wait_for()
+    page.locator(".model-card").get_by_role("heading", name="Not a medical device").wait_for()
     shot(page, "08_arm")
     open_tab(page, "Per-class recall")
     page.wait_for_url(re.compile(r"[?&]tab=recall"))

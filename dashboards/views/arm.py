@@ -1,8 +1,10 @@
-"""Arm tab: one arm's confusion matrices, training curves, config and extra figures."""
+"""Arm tab: one arm's confusion matrices, training curves, model card, config and extra figures."""
 from __future__ import annotations
 
 import panel as pn
 
+from core.config import from_dict
+from core.evaluation.model_card import model_card, sweep_context
 from core.results import read_config, read_external_metrics, read_history, read_metrics
 from dashboards.plots import confusion_plots, history_plots, reliability_plot
 from dashboards.results import arm_images
@@ -66,8 +68,18 @@ def arm_view(dash: Dashboard) -> pn.param.ParamFunction:
                               css_classes=["training-curves"]))
         for path in arm_images(arm_dir):  # e.g. the cVAE's cvae_losses.png, cvae_samples.png
             parts += [pn.pane.Markdown(f"#### {path.name}"), pn.pane.PNG(str(path), width=700)]
+        if metrics is not None and config is not None:
+            parts.append(model_card_part(arm_dir, metrics, config))
         if config is not None:
             parts += [pn.pane.Markdown("#### Config (config.json)"), pn.pane.JSON(config, depth=-1, theme="light")]
         return pn.Column(*parts)
 
     return pn.param.ParamFunction(pn.bind(render, dash.param.arm, dash.param.version))
+
+
+def model_card_part(arm_dir, metrics: dict, config: dict) -> pn.Card:
+    """The arm's model card, as `python -m core.export` writes it beside the exported weights."""
+    card = model_card(arm_dir, metrics, from_dict(config, source=f"{arm_dir}/config.json"), sweep_context(arm_dir))
+    export = f"`python -m core.export --run {arm_dir} --out DIR [--onnx]` writes it as DIR/README.md with the weights."
+    return pn.Card(pn.pane.Markdown(export), pn.pane.Markdown(card), title="Model card", collapsed=True,
+                   css_classes=["model-card"], sizing_mode="stretch_width")
