@@ -18,6 +18,7 @@ from tests.sweep_fixture import make_sweep
 from tests.test_dashboard_browser import free_port
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # a dashboard server in its own process
 
 
 @pytest.fixture(scope="module")

@@ -161,6 +161,7 @@ def test_dashboard_poll_picks_up_a_finishing_arm_and_new_sweeps(tmp_path):
     assert dash.sweep_name == "later" and dash.sweep.name == "later"
 
 
+@pytest.mark.slow  # a fresh interpreter imports the whole dashboard
 def test_the_dashboard_never_imports_ray():
     code = ("import sys, dashboards.app, dashboards.report; "
             "sys.exit(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.'))[:3] or 0)")

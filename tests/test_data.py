@@ -70,6 +70,7 @@ def real_metadata() -> pd.DataFrame:
     return read_metadata(HAM / "HAM10000_metadata.csv")
 
 
+@pytest.mark.slow  # the full HAM10000 metadata
 @needs_ham
 def test_split_on_real_metadata_is_lesion_wise_stratified_and_sized(real_metadata, tmp_path):
     out = tmp_path / "splits.csv"

@@ -91,6 +91,7 @@ def test_detector_flags_every_planted_copy_and_no_two_different_synthetic_lesion
     assert closest_strangers < DEFAULT_MIN_INLIERS <= weakest_copy
 
 
+@pytest.mark.slow  # a process pool after OpenCV's threads
 def test_verify_after_opencv_ran_threads_in_this_process_does_not_hang(demo_root):
     # A forked matching worker once hung in the OpenCV thread pool it inherited from a parent
     # that had already run SIFT on several threads.

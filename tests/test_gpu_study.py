@@ -33,6 +33,7 @@ def test_prepare_writes_the_lite_weights_in_timms_naming_as_fp16(carry):
     assert len(list((carry / "ham10000" / "images_200x150").glob("*.jpg"))) > 200
 
 
+@pytest.mark.slow  # trains the arms in parallel processes
 def test_run_trains_the_arms_side_by_side_and_the_report_reads_them(carry, tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     gpu_study.main(["run", "--carry", str(carry), "--out", str(out), "--work", str(work), "--profile", "smoke",
