@@ -32,8 +32,10 @@ from core.log import add_verbosity_flags, setup_logging
 
 log = logging.getLogger(__name__)
 
-WEIGHTS, CONFIG, POINTS, ONNX, CARD = "model.safetensors", "config.json", "operating_points.json", "model.onnx", \
-    "README.md"
+CONFIG = "config.json"  # beside model.safetensors, both written by timm's save_for_hf
+POINTS = "operating_points.json"
+ONNX = "model.onnx"
+CARD = "README.md"
 ONNX_TOLERANCE = 1e-4  # the largest difference in probability allowed between onnxruntime and torch
 EXPORT_INSTALL = "pip install -e '.[export]' (onnx and onnxruntime)"
 

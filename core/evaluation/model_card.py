@@ -53,7 +53,7 @@ def model_card(run_dir: Path, metrics: dict, cfg: RunConfig, context: dict) -> s
               "Trained and tested on real dermoscopic images (HAM10000 layout); research use only."),
              "", f"# Model card: {cfg.name}", ""]
     lines += intended_use(cfg)
-    lines += data_section(metrics, context)
+    lines += data_section(metrics)
     lines += split_section(run_dir, cfg, context)
     lines += test_figures(metrics, context)
     lines += per_class(metrics)
@@ -74,7 +74,7 @@ def intended_use(cfg: RunConfig) -> list[str]:
             "inspecting errors and Grad-CAM. Not for the diagnosis, triage or screening of patients.", ""]
 
 
-def data_section(metrics: dict, context: dict) -> list[str]:
+def data_section(metrics: dict) -> list[str]:
     counts = ", ".join(f"{c} {n}" for c, n in metrics["train_counts"].items())
     lines = ["## Data", "",
              f"- data: {'synthetic demo images' if metrics['synthetic_data'] else 'real images'} from "
