@@ -18,7 +18,7 @@ import torch
 
 import core
 from core import io
-from core.config import ConfigError, parse_overrides
+from core.config import ConfigError, parse_overrides, same_runs
 from core.data.demo import built_demo, is_current_demo, make_demo_dataset
 from core.data.metadata import DatasetError, find_metadata, read_metadata
 from core.data.pairs import audit_beside
@@ -33,7 +33,7 @@ from ray_jobs.lock import sweep_lock
 from ray_jobs.packing import default_share, read_measurements
 from ray_jobs.preflight import autoscaler_node_types, check_cluster, check_resources, check_weights, cluster_nodes
 from ray_jobs.resources import resolve
-from ray_jobs.sweep import Sweep, audit_line, check_data, run, start
+from ray_jobs.sweep import Sweep, audit_line, check_data, run, start, trained_arms
 from ray_jobs.trainable import WORKER_ENV
 
 CHECKOUT = Path(core.__file__).resolve().parents[1]  # the code the driver runs: its workers import the same
@@ -136,11 +136,13 @@ def plan(args: argparse.Namespace, results: str, profile: str) -> int:
     for arm, cfg in run_configs.items():
         print(f"{arm}:")
         print("\n".join(f"  {key}: {value}" for key, value in cfg.to_dict().items()))
-    repeats = sweep.samples * sweep.seeds
+    repeats, trained = sweep.samples * sweep.seeds, trained_arms(run_configs)
     print(f"plan: sweep {results}, profile {sweep.profile}, data {sweep.data_root}")
-    print(f"plan: {len(run_configs)} arm(s) x {repeats} = {len(run_configs) * repeats} trial(s) "
+    print(f"plan: {len(trained)} arm(s) x {repeats} = {len(trained) * repeats} trial(s) "
           f"({sweep.seeds} seed(s), {sweep.samples} sample(s)), scheduler {sweep.scheduler}, "
           f"{sweep.retries} retries")
+    for arm, same_as in same_runs(run_configs).items():
+        print(f"plan: {arm} is not trained: the same run as {same_as} on this profile (its folder is a copy)")
     if args.address or os.environ.get("RAY_ADDRESS"):
         print("plan: resources: the joined cluster's, read when the sweep starts")
         return 0
@@ -154,7 +156,7 @@ def plan(args: argparse.Namespace, results: str, profile: str) -> int:
     elif torch.cuda.is_available():
         print("plan: time: on a GPU; benchmarks/README.md has the measured figures")
     else:
-        print(f"plan: time: {estimate_line(run_configs, splits, repeats)}")
+        print(f"plan: time: {estimate_line(trained, splits, repeats)}")
     return 0
 
 
@@ -220,7 +222,7 @@ def started_sweep(args: argparse.Namespace, level: int, profile: str, results: s
         if record is None:
             refuse_a_used_folder(results)  # a sweep that ended since new_sweep looked
         if local and sweep.profile == "full" and not torch.cuda.is_available():
-            log.info(estimate_line(run_configs, splits, sweep.samples * sweep.seeds))
+            log.info(estimate_line(trained_arms(run_configs), splits, sweep.samples * sweep.seeds))
         # -q: neither Ray's start-up lines nor the workers' output (their errors reach the summary).
         ray.init(address=args.address, runtime_env=local_runtime_env(level) if local else None,
                  log_to_driver=not args.quiet, logging_level=max(level, logging.INFO))
@@ -239,8 +241,8 @@ def started_sweep(args: argparse.Namespace, level: int, profile: str, results: s
         print(f"error: {e}", file=sys.stderr)
         return 2
     for arm, same_as in record.get("same_run_as", {}).items():
-        log.info("%s: same run as %s on the %s profile (the configs differ in name only)", arm, same_as,
-                 sweep.profile)
+        log.info("%s: not trained, the same run as %s on the %s profile (the configs differ in name only): "
+                 "its folder becomes a copy of %s's", arm, same_as, sweep.profile, same_as)
     repeats = f"{sweep.seeds} seed(s)" if sweep.seeds > 1 else f"{sweep.samples} sample(s)"
     log.info("sweep %s: %d arm(s) x %s, profile %s, %s", results, len(sweep.arms), repeats, sweep.profile,
              sweep.resources)

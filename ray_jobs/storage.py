@@ -115,6 +115,17 @@ def list_dirs(uri: str) -> list[str]:
     return sorted(i.base_name for i in infos if i.type == pyarrow.fs.FileType.Directory)
 
 
+def copy_tree(src: str, dest: str, last: str | None = None) -> None:
+    """Copy every file under `src` to the same place under `dest`, each through put_file; the files
+    named `last` after all the others, the one at the top of `src` very last."""
+    fs, src_path = _resolve(src)
+    found = fs.get_file_info(pyarrow.fs.FileSelector(src_path, recursive=True))
+    relative = [i.path[len(src_path):].lstrip("/") for i in found if i.type == pyarrow.fs.FileType.File]
+    for name in sorted(relative, key=lambda r: (r.rsplit("/", 1)[-1] == last, -r.count("/"), r)):
+        with local_copy(join(src, name)) as local:
+            put_file(local, join(dest, name))
+
+
 def move_dir(src: str, dest: str) -> None:
     """Move each file of the flat folder `src` into `dest`, then remove `src`."""
     fs, src_path = _resolve(src)

@@ -6,7 +6,9 @@ one with its error when no retry could fix it: ray_jobs/permanent.py). When
 every sample of an arm has ended, it settles the arm: with several samples, the best
 finished one (on the arm's own select_on, by core's selection key) moves from
 `<arm>/samples/<trial_id>/` into `<arm>/`, the others stay under `<arm>/samples/`. With
-several seeds an arm is finished once every seed's trial has ended.
+several seeds an arm is finished once every seed's trial has ended. An arm that repeats an
+earlier arm's run (`same_run_as`: on this profile their configs differ in name only) has no
+trials of its own: once that arm has finished, its folder becomes a copy of that arm's.
 """
 from __future__ import annotations
 
@@ -69,9 +71,18 @@ def read_summary(sweep_dir: str) -> pd.DataFrame:
     return pd.read_csv(io.StringIO(storage.read_text(storage.join(sweep_dir, results.SUMMARY))))
 
 
+def copy_run(src_arm_dir: str, dest_arm_dir: str) -> None:
+    """An arm's folder, its seeds' and samples' included, as a copy of another finished arm's (once)."""
+    if not storage.exists(storage.join(dest_arm_dir, results.METRICS)):
+        # metrics.json marks a run folder finished: each lands after the rest of its folder.
+        storage.copy_tree(src_arm_dir, dest_arm_dir, last=results.METRICS)
+
+
 class SummaryCallback(tune.Callback):
-    def __init__(self, results: str, select_on: dict[str, str], samples: int, seeds: int = 1):
+    def __init__(self, results: str, select_on: dict[str, str], samples: int, seeds: int = 1,
+                 same_run_as: dict[str, str] | None = None):
         self.results, self.select_on, self.samples, self.seeds = results, select_on, samples, seeds
+        self.same_run_as = same_run_as or {}  # {arm: the arm whose trials it shares}
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.update(trials, running=trial)
@@ -88,10 +99,13 @@ class SummaryCallback(tune.Callback):
     def update(self, trials: list[Trial], running: Trial | None = None) -> None:
         rows = []
         for arm, select_on in self.select_on.items():
-            arm_dir = storage.join(self.results, arm)
-            mine = [t for t in trials if t.config["arm"] == arm]
+            arm_dir, trained_as = storage.join(self.results, arm), self.same_run_as.get(arm, arm)
+            mine = [t for t in trials if t.config["arm"] == trained_as]
             if self.samples > 1 and mine and all(ended(t) for t in mine):
                 settle(arm_dir, select_on)
+            source = storage.join(self.results, trained_as)
+            if trained_as != arm and mine and all(ended(t) for t in mine) and read_metrics(source):
+                copy_run(source, arm_dir)
             rows.append(arm_row(arm, arm_dir, mine, running, self.seeds))
         with tempfile.TemporaryDirectory() as local:
             storage.put_file(results.write_summary(local, rows), storage.join(self.results, results.SUMMARY))

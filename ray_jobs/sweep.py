@@ -162,6 +162,13 @@ def console(sweep: Sweep, quiet: bool) -> dict:
                                                   max_report_frequency=30)}
 
 
+def trained_arms(run_configs: dict[str, RunConfig]) -> dict[str, RunConfig]:
+    """The arms the sweep trains: not those that repeat an earlier arm's run (core.config.same_runs),
+    whose folders become copies of that arm's once it has finished (ray_jobs.summary)."""
+    same = same_runs(run_configs)
+    return {arm: cfg for arm, cfg in run_configs.items() if arm not in same}
+
+
 def make_tuner(sweep: Sweep, run_configs: dict[str, RunConfig], quiet: bool = False) -> tune.Tuner:
     """A new Tuner, or the interrupted one restored from the sweep's Tune state. `quiet`: no progress table."""
     trainable = tune.with_resources(run_trial, TRIAL_RESOURCES)
@@ -175,8 +182,9 @@ def make_tuner(sweep: Sweep, run_configs: dict[str, RunConfig], quiet: bool = Fa
         return tuner
     # Arms with a pre-step (baseline_synth's cVAE) run longest: start them first, so that the
     # short arms fill the other slots meanwhile rather than waiting behind them at the end.
-    order = sorted(run_configs, key=lambda arm: arm not in PRE_STEPS)
-    configs = {arm: run_configs[arm].to_dict() for arm in order}
+    trained = trained_arms(run_configs)
+    order = sorted(trained, key=lambda arm: arm not in PRE_STEPS)
+    configs = {arm: trained[arm].to_dict() for arm in order}
     res = sweep.resources
     constants = {"results": sweep.results, "data_root": sweep.data_root, "samples": sweep.samples,
                  "workers": res.workers, "cpus_per_worker": res.cpus_per_worker,
@@ -201,7 +209,7 @@ def make_tuner(sweep: Sweep, run_configs: dict[str, RunConfig], quiet: bool = Fa
             # The trackers first: they read a trial's run folder before SummaryCallback settles its samples.
             callbacks=[*trackers.callbacks(trials, sweep.trackers, sweep.tracking_uri),
                        SummaryCallback(sweep.results, {a: c.select_on for a, c in run_configs.items()},
-                                       sweep.samples, sweep.seeds)],
+                                       sweep.samples, sweep.seeds, same_runs(run_configs))],
         ),
     )
 

@@ -230,3 +230,11 @@ def test_dry_run_prints_every_arm_and_the_plan_and_starts_nothing(demo_root, tmp
     assert "plan: resources on this machine: Resources(workers=1" in out
     assert "plan: time: no GPU here: estimated" in out
     assert not results.exists()  # nothing written
+
+
+def test_dry_run_counts_no_trials_for_an_arm_that_repeats_another(demo_root, tmp_path, capsys):
+    assert run_all.main(["--dry-run", "--data-root", str(demo_root), "--profile", "smoke", "--arms", "b2_mel_select",
+                         "long_mel_select", "--results", str(tmp_path / "results")]) == 0
+    out = capsys.readouterr().out
+    assert "plan: 1 arm(s) x 1 = 1 trial(s)" in out
+    assert "plan: long_mel_select is not trained: the same run as b2_mel_select" in out

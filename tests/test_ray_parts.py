@@ -12,6 +12,7 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialSch
 from ray.tune.search.variant_generator import generate_variants
 
 from core.config import ConfigError
+from core.labels import CLASSES
 from ray_jobs import storage
 from ray_jobs.arms import CONFIG_DIR, available, load_arms, study_arms
 from ray_jobs.packing import best_count, default_share, out_of_memory_message
@@ -19,7 +20,8 @@ from ray_jobs.resources import Resources, resolve
 from ray_jobs.scheduler import PerArmScheduler, make_scheduler
 from ray_jobs.search import LR, MEL_MULTIPLIER, WEIGHT_DECAY, param_space
 from ray_jobs.submit import check_paths, check_tracking, runtime_env
-from ray_jobs.summary import settle
+from ray_jobs.summary import SummaryCallback, settle
+from ray_jobs.sweep import trained_arms
 from ray_jobs.trackers import Trials
 from ray_jobs.trainable import report_unseen_epochs, run_folder, trial_config
 from tests import tracker_stores as stores
@@ -218,6 +220,55 @@ def test_settle_moves_the_best_sample_into_the_arm_folder(tmp_path):
     assert sorted(p.name for p in (arm / "samples").iterdir()) == ["stopped", "t0", "t1"]
     settle(str(arm), "val_macro_f1")  # settled once: a second call changes nothing
     assert (arm / "best.pt").read_text() == "t2"
+
+
+def test_an_arm_that_repeats_another_is_not_trained():
+    arms = load_arms(None, "demo", {})
+    assert list(trained_arms(arms)) == [a for a in arms if a != "long_mel_select"]
+    assert list(trained_arms(load_arms(None, "full", {}))) == study_arms()  # the full profile sets them apart
+
+
+def test_copy_tree_copies_every_file_and_the_top_marker_last(tmp_path, monkeypatch):
+    src = tmp_path / "b2_mel_select"
+    for name in ("metrics.json", "history.csv", "seeds/seed_1/metrics.json", "seeds/seed_1/best.pt"):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_text(name)
+    order, put_file = [], storage.put_file
+    monkeypatch.setattr(storage, "put_file", lambda local, uri: (order.append(uri), put_file(local, uri)))
+    storage.copy_tree(str(src), str(tmp_path / "copy"), last="metrics.json")
+    names = [uri.split("/copy/", 1)[1] for uri in order]
+    assert sorted(names) == sorted(["metrics.json", "history.csv", "seeds/seed_1/metrics.json",
+                                    "seeds/seed_1/best.pt"])
+    assert names[-2:] == ["seeds/seed_1/metrics.json", "metrics.json"]
+    assert all((tmp_path / "copy" / n).read_text() == n for n in names)
+
+
+def fake_trial(arm: str, done: bool):
+    return SimpleNamespace(config={"arm": arm}, status="TERMINATED" if done else "RUNNING",
+                           last_result={"done": done, "time_total_s": 5.0})
+
+
+def test_an_arm_that_repeats_another_gets_a_copy_of_its_folder_once_it_has_finished(tmp_path):
+    sweep = tmp_path / "sweep"
+    source = sweep / "b2_mel_select"
+    (source / "seeds" / "seed_1").mkdir(parents=True)
+    test = {"accuracy": 0.5, "macro_f1": 0.4, "balanced_accuracy": 0.45, "mel_auc": 0.7,
+            "per_class": {c: {"recall": 0.5} for c in CLASSES}}
+    metrics = {"val": {}, "test": test, "selected_epoch": 1, "select_on": "val_mel_recall", "epochs_run": 1,
+               "synthetic_data": True}
+    callback = SummaryCallback(str(sweep), {"b2_mel_select": "val_mel_recall", "long_mel_select": "val_mel_recall"},
+                               samples=1, seeds=2, same_run_as={"long_mel_select": "b2_mel_select"})
+    (source / "metrics.json").write_text(json.dumps(metrics))
+    callback.update([fake_trial("b2_mel_select", True), fake_trial("b2_mel_select", False)])
+    assert not (sweep / "long_mel_select").exists()  # its second seed is still training
+    (source / "seeds" / "seed_1" / "metrics.json").write_text(json.dumps(metrics))
+    callback.update([fake_trial("b2_mel_select", True), fake_trial("b2_mel_select", True)])
+    copy = sweep / "long_mel_select"
+    assert json.loads((copy / "metrics.json").read_text()) == metrics
+    assert (copy / "seeds" / "seed_1" / "metrics.json").is_file()
+    summary = pd.read_csv(sweep / "summary.csv").set_index("arm")
+    assert summary.loc["long_mel_select", "status"] == "finished"
+    assert summary.loc["long_mel_select", "test_acc_mean"] == summary.loc["b2_mel_select", "test_acc_mean"]
 
 
 # ------------------------------------------------------------------------- job submission
