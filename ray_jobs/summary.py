@@ -46,7 +46,7 @@ def settle(arm_dir: str, select_on: str) -> None:
 
 
 def arm_row(arm: str, arm_dir: str, trials: list[Trial], running: Trial | None, seeds: int = 1) -> dict:
-    all_ended = bool(trials) and all(ended(t) for t in trials)
+    all_ended = bool(trials) and len(trials) >= seeds and all(ended(t) for t in trials)  # every seed's trial made
     status = ("failed" if all_ended
               else "running" if any(t is running or t.status == Trial.RUNNING for t in trials) else "pending")
     metrics = read_metrics(arm_dir)
@@ -104,7 +104,9 @@ class SummaryCallback(tune.Callback):
             if self.samples > 1 and mine and all(ended(t) for t in mine):
                 settle(arm_dir, select_on)
             source = storage.join(self.results, trained_as)
-            if trained_as != arm and mine and all(ended(t) for t in mine) and read_metrics(source):
+            # Tune makes an arm's trials as slots free up: all of them, not just those made so far.
+            if trained_as != arm and len(mine) == self.samples * self.seeds and all(ended(t) for t in mine) \
+                    and read_metrics(source):
                 copy_run(source, arm_dir)
             rows.append(arm_row(arm, arm_dir, mine, running, self.seeds))
         with tempfile.TemporaryDirectory() as local:

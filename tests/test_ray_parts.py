@@ -259,6 +259,9 @@ def test_an_arm_that_repeats_another_gets_a_copy_of_its_folder_once_it_has_finis
     callback = SummaryCallback(str(sweep), {"b2_mel_select": "val_mel_recall", "long_mel_select": "val_mel_recall"},
                                samples=1, seeds=2, same_run_as={"long_mel_select": "b2_mel_select"})
     (source / "metrics.json").write_text(json.dumps(metrics))
+    callback.update([fake_trial("b2_mel_select", True)])
+    assert not (sweep / "long_mel_select").exists()  # Tune has not made the second seed's trial yet
+    assert pd.read_csv(sweep / "summary.csv").set_index("arm").loc["b2_mel_select", "status"] == "pending"
     callback.update([fake_trial("b2_mel_select", True), fake_trial("b2_mel_select", False)])
     assert not (sweep / "long_mel_select").exists()  # its second seed is still training
     (source / "seeds" / "seed_1" / "metrics.json").write_text(json.dumps(metrics))
