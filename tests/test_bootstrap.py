@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
-from core.evaluation.bootstrap import confidence_intervals, lesion_groups, paired_comparison
+from core.evaluation.bootstrap import confidence_intervals, lesion_groups, paired_comparison, rank_auc
 from core.evaluation.metrics import classification_metrics
 from core.labels import NUM_CLASSES
 
@@ -109,3 +110,11 @@ def test_subgroups_recompute_and_flag_a_weak_group():
     assert face["mel_recall_lo"] <= face["mel_recall"] <= face["mel_recall_hi"]
     assert face["flagged"] and not rows[("localization", "back")]["flagged"]
     assert report["overall_mel_recall"] == pytest.approx(((pred == 4) & (y == 4)).sum() / (y == 4).sum())
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_rank_auc_is_sklearns_roc_auc_ties_included(seed):
+    rng = np.random.default_rng(seed)
+    is_positive = rng.random(300) < 0.15
+    score = np.round(rng.random(300) + 0.3 * is_positive, 1)  # rounded: many tied scores
+    assert rank_auc(is_positive, score) == pytest.approx(roc_auc_score(is_positive, score), abs=1e-12)

@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy.stats import binomtest
-from sklearn.metrics import roc_auc_score
+from scipy.stats import binomtest, rankdata
 
 from core.config import RunConfig
 from core.labels import CLASSES, MEL, NUM_CLASSES
@@ -38,6 +37,15 @@ def replicate_indices(lesion_ids, replicates: int, seed: int):
         yield np.concatenate([groups[g] for g in rng.integers(0, len(groups), len(groups))])
 
 
+def rank_auc(is_positive: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC as the Mann-Whitney statistic over average ranks (ties count a half): sklearn's
+    roc_auc_score to rounding, without its input checks, which cost milliseconds a call and
+    dominated the thousands of replicates of a sweep's findings."""
+    positives = int(is_positive.sum())
+    negatives = len(is_positive) - positives
+    return float((rankdata(score)[is_positive].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
 def point_figures(y_true: np.ndarray, probs: np.ndarray, mel_thresholds: dict[str, float] | None = None) -> dict:
     """The figures the intervals cover, from a confusion matrix (fast enough for 1000 replicates)."""
     y_pred = probs.argmax(axis=1)
@@ -53,7 +61,7 @@ def point_figures(y_true: np.ndarray, probs: np.ndarray, mel_thresholds: dict[st
         "accuracy": float(tp.sum() / len(y_true)),
         "balanced_accuracy": float(np.nanmean(recall)),  # over the classes present, as sklearn
         "macro_f1": float(f1.mean()),
-        "mel_auc": float(roc_auc_score(is_mel, probs[:, MEL])) if 0 < is_mel.sum() < len(is_mel) else None,
+        "mel_auc": rank_auc(is_mel, probs[:, MEL]) if 0 < is_mel.sum() < len(is_mel) else None,
         **{f"recall_{c}": None if support[i] == 0 else float(recall[i]) for i, c in enumerate(CLASSES)},
     }
     for name, t in (mel_thresholds or {}).items():
