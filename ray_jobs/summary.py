@@ -30,6 +30,12 @@ def ended(trial: Trial) -> bool:
     return trial.status == Trial.ERROR or bool(trial.last_result.get("done"))
 
 
+def all_ended(trials: list[Trial], expected: int) -> bool:
+    """Every one of an arm's `expected` trials has ended: Tune makes trials as slots free up, so
+    those made so far having ended is not enough."""
+    return len(trials) >= max(expected, 1) and all(ended(t) for t in trials)
+
+
 def settle(arm_dir: str, select_on: str) -> None:
     """Move the best finished sample of an arm into the arm's folder (once)."""
     if storage.exists(storage.join(arm_dir, results.METRICS)):
@@ -46,11 +52,11 @@ def settle(arm_dir: str, select_on: str) -> None:
 
 
 def arm_row(arm: str, arm_dir: str, trials: list[Trial], running: Trial | None, seeds: int = 1) -> dict:
-    all_ended = bool(trials) and len(trials) >= seeds and all(ended(t) for t in trials)  # every seed's trial made
-    status = ("failed" if all_ended
+    done = all_ended(trials, seeds)
+    status = ("failed" if done
               else "running" if any(t is running or t.status == Trial.RUNNING for t in trials) else "pending")
     metrics = read_metrics(arm_dir)
-    if metrics and (seeds == 1 or all_ended):
+    if metrics and (seeds == 1 or done):
         status = "finished"
     seed_dirs = storage.join(arm_dir, results.SEEDS_DIR)
     seed_metrics = [read_metrics(storage.join(seed_dirs, name)) for name in storage.list_dirs(seed_dirs)]
@@ -101,12 +107,11 @@ class SummaryCallback(tune.Callback):
         for arm, select_on in self.select_on.items():
             arm_dir, trained_as = storage.join(self.results, arm), self.same_run_as.get(arm, arm)
             mine = [t for t in trials if t.config["arm"] == trained_as]
-            if self.samples > 1 and mine and all(ended(t) for t in mine):
+            done = all_ended(mine, self.samples * self.seeds)
+            if self.samples > 1 and done:
                 settle(arm_dir, select_on)
             source = storage.join(self.results, trained_as)
-            # Tune makes an arm's trials as slots free up: all of them, not just those made so far.
-            if trained_as != arm and len(mine) == self.samples * self.seeds and all(ended(t) for t in mine) \
-                    and read_metrics(source):
+            if trained_as != arm and done and read_metrics(source):
                 copy_run(source, arm_dir)
             rows.append(arm_row(arm, arm_dir, mine, running, self.seeds))
         with tempfile.TemporaryDirectory() as local:

@@ -222,6 +222,27 @@ def test_settle_moves_the_best_sample_into_the_arm_folder(tmp_path):
     assert (arm / "best.pt").read_text() == "t2"
 
 
+def finished_metrics(val: dict | None = None) -> dict:
+    """A run's metrics.json with what summary.csv reads."""
+    test = {"accuracy": 0.5, "macro_f1": 0.4, "balanced_accuracy": 0.45, "mel_auc": 0.7,
+            "per_class": {c: {"recall": 0.5} for c in CLASSES}}
+    return {"val": val or {}, "test": test, "selected_epoch": 1, "select_on": "val_mel_recall", "epochs_run": 1,
+            "synthetic_data": True}
+
+
+def test_samples_are_settled_once_every_sample_has_a_trial_and_it_ended(tmp_path):
+    arm = tmp_path / "sweep" / "baseline"
+    for name, f1 in (("t0", 0.6), ("t1", 0.7)):
+        write_sample(arm, name, f1=f1, nll=1.0)
+        metrics_file = arm / "samples" / name / "metrics.json"
+        metrics_file.write_text(json.dumps(finished_metrics(json.loads(metrics_file.read_text())["val"])))
+    callback = SummaryCallback(str(tmp_path / "sweep"), {"baseline": "val_macro_f1"}, samples=2)
+    callback.update([fake_trial("baseline", True)])  # Tune has not made the second sample's trial yet
+    assert not (arm / "best.pt").exists()
+    callback.update([fake_trial("baseline", True), fake_trial("baseline", True)])
+    assert (arm / "best.pt").read_text() == "t1"
+
+
 def test_an_arm_that_repeats_another_is_not_trained():
     arms = load_arms(None, "demo", {})
     assert list(trained_arms(arms)) == [a for a in arms if a != "long_mel_select"]
@@ -252,10 +273,7 @@ def test_an_arm_that_repeats_another_gets_a_copy_of_its_folder_once_it_has_finis
     sweep = tmp_path / "sweep"
     source = sweep / "b2_mel_select"
     (source / "seeds" / "seed_1").mkdir(parents=True)
-    test = {"accuracy": 0.5, "macro_f1": 0.4, "balanced_accuracy": 0.45, "mel_auc": 0.7,
-            "per_class": {c: {"recall": 0.5} for c in CLASSES}}
-    metrics = {"val": {}, "test": test, "selected_epoch": 1, "select_on": "val_mel_recall", "epochs_run": 1,
-               "synthetic_data": True}
+    metrics = finished_metrics()
     callback = SummaryCallback(str(sweep), {"b2_mel_select": "val_mel_recall", "long_mel_select": "val_mel_recall"},
                                samples=1, seeds=2, same_run_as={"long_mel_select": "b2_mel_select"})
     (source / "metrics.json").write_text(json.dumps(metrics))
