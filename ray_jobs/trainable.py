@@ -10,19 +10,15 @@ for good records why, and its retries stop at once (`ray_jobs.permanent`).
 from __future__ import annotations
 
 import contextlib
-import io
-import json
 import logging
 import tempfile
 from pathlib import Path
 
-import pandas as pd
 import ray
 import ray.train
 import ray.train.torch
 import ray.tune
 import torch
-from ray.air.constants import EXPR_RESULT_FILE
 from ray.experimental import tqdm_ray
 from ray.train import Checkpoint
 from ray.tune.integration.ray_train import TuneReportCallback
@@ -146,13 +142,10 @@ def run_trial(config: dict) -> None:
     cfg = trial_config(config)
     out = run_folder(arm_dir, trial_id, sweep["samples"], config.get("seed_offset", 0), cfg.seed)
     # A run already written (or its arm's samples already settled) is not trained again, even
-    # if Tune's experiment state was saved before it finished and the sweep was resumed.
-    settled = {arm_dir} if sweep["samples"] > 1 else set()
-    if storage.exists(storage.join(out, results.METRICS)):
-        tune_results = storage.join(tune_storage(sweep["results"]), trial_folder(arm, trial_id), EXPR_RESULT_FILE)
-        report_unseen_epochs(tune_results, out, cfg)
-        return
-    if any(storage.exists(storage.join(folder, results.METRICS)) for folder in settled):
+    # if Tune's experiment state was saved before it finished and the sweep was resumed. It reports
+    # nothing: its history.csv holds every epoch, and the trackers log what they lack from it.
+    done = {out, arm_dir} if sweep["samples"] > 1 else {out}
+    if any(storage.exists(storage.join(folder, results.METRICS)) for folder in done):
         return
     permanent.raise_if_recorded(out)  # an earlier attempt failed for good: the same error, and no training
     try:
@@ -174,32 +167,6 @@ def trial_folder(arm: str, trial_id: str) -> str:
 def train_storage(results: str) -> str:
     """Where the sweep's Train runs keep their checkpoints, each in <arm>-<trial id>/."""
     return storage.join(results, RAY_DIR, "train")
-
-
-def report_unseen_epochs(tune_results: str, out: str, cfg: RunConfig) -> None:
-    """Report the epochs of a finished run that Tune has not kept: those after the last result in
-    the trial's `tune_results` file (its result.json in Tune's storage).
-
-    That is a run that finished after the driver last saved Tune's state, and whose driver was
-    then killed: the resumed trial lands here, and without this its last epochs would never reach
-    Tune or the trackers. The boundary is Tune's saved results, not the Train run's checkpoints:
-    a Train run registers an epoch's checkpoint before Tune receives that epoch's report, so a
-    kill in between leaves a checkpoint whose epoch Tune never had. A tracker that logged an epoch
-    after the last save gets it again, and keeps it once (ray_jobs/trackers)."""
-    kept = storage.read_text(tune_results).splitlines() if storage.exists(tune_results) else []
-    seen = max((kept_epoch(line) for line in kept), default=0)
-    history = pd.read_csv(io.StringIO(storage.read_text(storage.join(out, results.HISTORY))))
-    for row in history[history["epoch"] > seen].to_dict("records"):
-        ray.tune.report(tune_row(row, cfg))
-
-
-def kept_epoch(line: str) -> int:
-    """The epoch of one line of Tune's result.json; 0 for a blank line or one cut off mid-write
-    (its copy to storage caught Tune writing it), whose result is then reported again."""
-    try:
-        return int(json.loads(line).get("epoch", 0))
-    except ValueError:
-        return 0
 
 
 def train(config: dict, cfg: RunConfig, out: str, trial_id: str) -> None:

@@ -7,7 +7,6 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-import ray.tune
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search.variant_generator import generate_variants
 
@@ -23,7 +22,7 @@ from ray_jobs.submit import check_paths, check_tracking, runtime_env
 from ray_jobs.summary import SummaryCallback, settle
 from ray_jobs.sweep import trained_arms
 from ray_jobs.trackers import Trials
-from ray_jobs.trainable import report_unseen_epochs, run_folder, trial_config
+from ray_jobs.trainable import run_folder, trial_config
 from tests import tracker_stores as stores
 
 # ------------------------------------------------------------------------- arms
@@ -361,32 +360,38 @@ def test_a_packed_trial_out_of_memory_names_the_fix():
     assert "whole GPU" in out_of_memory_message("b2_mel_select", 1.0, RuntimeError("x"))
 
 
-# ------------------------------------------------------------------------- a resume after the driver was killed
+# ------------------------------------------------------------------------- the trackers follow history.csv
 
 
-def test_a_finished_run_reports_the_epochs_tune_has_not_kept_whatever_its_checkpoints_say(tmp_path, monkeypatch):
-    """Killed between the Train run's epoch-4 checkpoint and Tune's receipt of epoch 4 (and after
-    Tune last saved epoch 2): the resumed trial reports epochs 3 and 4 from history.csv."""
-    out, tune_results = tmp_path / "arm", tmp_path / "ray" / "tune" / "arm_t0" / "result.json"
-    out.mkdir()
-    pd.DataFrame({"epoch": [1, 2, 3, 4], "val_macro_f1": [0.1, 0.2, 0.3, 0.4]}).to_csv(out / "history.csv", index=False)
-    tune_results.parent.mkdir(parents=True)
-    tune_results.write_text("".join(json.dumps({"epoch": e, "training_iteration": e}) + "\n" for e in (1, 2)))
-    reports = []
-    monkeypatch.setattr(ray.tune, "report", reports.append)
-    cfg = trial_config(sampled(1)[0])
-    report_unseen_epochs(str(tune_results), str(out), cfg)
-    assert [(r["epoch"], r["val_macro_f1"], r["select_on"]) for r in reports] == [
-        (3, 0.3, cfg.select_on), (4, 0.4, cfg.select_on)]
-    reports.clear()
-    with tune_results.open("a") as f:  # the copy to storage caught Tune writing epoch 3's line
-        f.write(json.dumps({"epoch": 3, "training_iteration": 3})[:12])
-    report_unseen_epochs(str(tune_results), str(out), cfg)
-    assert [r["epoch"] for r in reports] == [3, 4]
-    reports.clear()
-    tune_results.unlink()  # killed before Tune saved any of its results: all of them
-    report_unseen_epochs(str(tune_results), str(out), cfg)
-    assert [r["epoch"] for r in reports] == [1, 2, 3, 4]
+def tracked_trial(tmp_path: Path, epochs: int) -> tuple[Trials, object]:
+    """A trial of arm `plain` whose run folder's history.csv holds `epochs` epochs (val_acc = epoch / 10)."""
+    trials = Trials(str(tmp_path / "sweep"))
+    local = tmp_path / "tune" / "plain_t0"  # Tune's trial folder, where TensorBoard's events go
+    trial = type("Trial", (), {"trial_id": "t0", "config": sampled(1)[0], "__str__": lambda self: "plain",
+                               "evaluated_params": {}, "local_path": str(local),
+                               "init_local_path": lambda self: local.mkdir(parents=True, exist_ok=True)})()
+    run = Path(trials.run_dir(trial))
+    run.mkdir(parents=True)
+    pd.DataFrame({"epoch": range(1, epochs + 1), "val_acc": [e / 10 for e in range(1, epochs + 1)]}).to_csv(
+        run / "history.csv", index=False)
+    return trials, trial
+
+
+def test_a_tracker_logs_history_rows_up_to_the_epoch_tune_received_and_the_rest_when_the_trial_ends(tmp_path):
+    from ray_jobs.trackers import FollowsHistory
+
+    class Recorder(FollowsHistory):
+        def log_epoch(self, trial, row):
+            self.rows.append((row["epoch"], row["val_acc"]))
+
+    trials, trial = tracked_trial(tmp_path, 4)
+    tracker = Recorder(trials)
+    tracker.rows = []
+    tracker.log_trial_result(1, trial, {"epoch": 2, "val_acc": -1.0})  # epoch 1's result never arrived
+    assert tracker.rows == [(1, 0.1), (2, 0.2)]  # from history.csv, not the result; not epochs 3-4 yet
+    tracker.log_trial_result(2, trial, {"epoch": 2})
+    tracker.log_history(trial)  # the trial's end: a run finished before a --resume reports nothing
+    assert tracker.rows == [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4)]
 
 
 @pytest.mark.parametrize("given", ["environment", "option"])
@@ -398,30 +403,46 @@ def test_mlflow_logs_to_the_store_its_variable_or_option_names(given, tmp_path, 
 
     mlflow.set_tracking_uri(None)  # a URI set by an earlier test in this process outranks the variable
     monkeypatch.chdir(tmp_path)  # MLflow's default store, where a lost variable would send the run
-    uri, trials = f"sqlite:///{tmp_path / 'named' / 'mlflow.db'}", Trials(str(tmp_path / "sweep"))
+    uri, (trials, trial) = f"sqlite:///{tmp_path / 'named' / 'mlflow.db'}", tracked_trial(tmp_path, 1)
     (tmp_path / "named").mkdir()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri if given == "environment" else "sqlite:///elsewhere.db")
-    trial = type("Trial", (), {"trial_id": "t0", "config": sampled(1)[0], "__str__": lambda self: "plain"})()
     tracker = MLflowTracker(trials, uri if given == "option" else None)
     tracker.setup()
     tracker.log_trial_start(trial)
-    tracker.log_trial_result(1, trial, {"epoch": 1, "val_acc": 0.5})
+    tracker.log_trial_result(1, trial, {"epoch": 1, "val_acc": 0.1})
     (run,) = stores.mlflow_runs(uri, "dermablate-sweep")["run_id"]
-    assert stores.mlflow_history(uri, run, "val_acc") == [(1, 0.5)]
+    assert stores.mlflow_history(uri, run, "val_acc") == [(1, 0.1)]
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_mlflow_keeps_each_epoch_of_a_continued_run_once(tmp_path):
-    """The first driver logged epochs 1-3 and was killed; the resumed one gets epochs 3 and 4."""
+def test_mlflow_continues_a_run_after_the_last_epoch_it_holds(tmp_path):
+    """The first driver logged epochs 1-3 and was killed; the resumed one's trial reports nothing
+    (its run had finished): its end logs epoch 4, from history.csv."""
     from ray_jobs.trackers.mlflow_callback import MLflowTracker
 
-    uri, trials = f"sqlite:///{tmp_path / 'mlflow.db'}", Trials(str(tmp_path / "sweep"))
-    trial = type("Trial", (), {"trial_id": "t0", "config": sampled(1)[0], "__str__": lambda self: "plain"})()
-    for epochs in ((1, 2, 3), (3, 4)):
-        tracker = MLflowTracker(trials, uri)  # a driver
-        tracker.setup()
-        tracker.log_trial_start(trial)
-        for epoch in epochs:
-            tracker.log_trial_result(epoch, trial, {"epoch": epoch, "val_acc": epoch / 10})
+    uri, (trials, trial) = f"sqlite:///{tmp_path / 'mlflow.db'}", tracked_trial(tmp_path, 4)
+    tracker = MLflowTracker(trials, uri)  # the first driver
+    tracker.setup()
+    tracker.log_trial_start(trial)
+    tracker.log_trial_result(3, trial, {"epoch": 3})
+    tracker = MLflowTracker(trials, uri)  # the resumed one
+    tracker.setup()
+    tracker.log_trial_start(trial)
+    tracker.log_history(trial)
     (run,) = stores.mlflow_runs(uri, "dermablate-sweep")["run_id"]
     assert stores.mlflow_history(uri, run, "val_acc") == [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4)]
+
+
+def test_tensorboard_reads_each_epoch_once_after_a_second_writer(tmp_path):
+    """A writer per driver: the resumed one logs the run from epoch 1, and TensorBoard's reader
+    drops the first writer's copies (purge_step)."""
+    from ray_jobs.trackers.tensorboard_callback import TensorBoardTracker
+
+    trials, trial = tracked_trial(tmp_path, 4)
+    for upto in (3, 4):
+        tracker = TensorBoardTracker(trials)  # a driver
+        tracker.log_trial_start(trial)
+        tracker.log_trial_result(upto, trial, {"epoch": upto})
+        tracker._trial_writer[trial].close()  # its events on disk
+    scalars = stores.tensorboard_scalars(Path(trial.local_path))["ray/tune/val_acc"]
+    assert scalars == [(e, pytest.approx(e / 10)) for e in (1, 2, 3, 4)]

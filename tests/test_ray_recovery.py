@@ -174,8 +174,8 @@ def test_resume_does_not_rerun_a_finished_arm(interrupted):
     sweep = interrupted["sweep"]
     for arm, mtime in interrupted["done_before"].items():
         assert (sweep / arm / "metrics.json").stat().st_mtime_ns == mtime, arm
-        # An arm that finished after the driver last saved Tune's state only reports, read back from
-        # its history.csv, the epochs after the last result Tune kept (report_unseen_epochs).
+        # An arm that finished after the driver last saved Tune's state reports nothing more: its
+        # trackers log what they lack from its history.csv. Whatever a trial reports is history.csv's.
         late = [r for r in reported(sweep, arm) if r["timestamp"] > interrupted["killed_at"]]
         epochs = [r["epoch"] for r in late]
         assert epochs == [] or (epochs == list(range(epochs[0], EPOCHS + 1)) and epochs[0] > 1), arm

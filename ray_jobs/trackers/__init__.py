@@ -5,14 +5,22 @@
 subclassed in this package's modules (imported only when asked for: Ray's MLflow and W&B
 integrations import their library). They run in the driver. A trial's run is named after
 its arm (and its sample or seed: `Trials.name`, also Tune's trial name), holds the trial's
-resolved RunConfig as parameters and every epoch's result at step = epoch, and, when the
-trial ends, the final test figures and the key files of its run folder (core/tracking.py).
+resolved RunConfig as parameters and every epoch at step = epoch, and, when the trial ends,
+the final test figures and the key files of its run folder (core/tracking.py).
+
+Every epoch a tracker logs is a row of the trial's history.csv, the one record of a run's
+progress (`FollowsHistory`); a Tune result only says that the record has grown. So a run
+that finished after the driver last saved Tune's state, its driver then killed, needs no
+reports on --resume: its trial's end logs the epochs its tracker run lacks.
 What each subclass adds to Ray's callback:
 
 - TensorBoard: the config as text, the final figures as scalars and in the HPARAMS tab
   against the trial's sampled parameters. Event files: RESULTS/SWEEP/ray/tune/<trial>/.
+  Each new writer (a retry, a --resume) logs the run's epochs from the first, and opens
+  with purge_step=1, so TensorBoard drops the copies an earlier writer left.
 - MLflow: one experiment per sweep (`dermablate-<sweep name>`); runs tagged with arm,
-  trial and sweep, so that a --resume continues each trial's run; params and metrics
+  trial and sweep, so that a --resume continues each trial's run after the last epoch it
+  holds (its latest `epoch` metric); params and metrics
   written in one batch per result (Ray writes each value in its own transaction: 40x
   slower on a SQLite store, measured); a SQLite store's files beside it (mlruns/).
 - W&B: project $WANDB_PROJECT or dermablate, group = the sweep's name; the key files as
@@ -21,16 +29,17 @@ What each subclass adds to Ray's callback:
 """
 from __future__ import annotations
 
+import io
 import shutil
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 
-from ray.air.constants import TRAINING_ITERATION
+import pandas as pd
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
-from core import tracking
+from core import results, tracking
 from core.config import ConfigError
 from ray_jobs import storage
 from ray_jobs.summary import read_metrics
@@ -40,7 +49,6 @@ LIBRARIES = {"tensorboard": "tensorboardX", "mlflow": "mlflow", "wandb": "wandb"
 # Each callback's module, imported only when asked for: Ray's MLflow and W&B integrations import their library.
 CALLBACKS = {"tensorboard": "tensorboard_callback.TensorBoardTracker", "mlflow": "mlflow_callback.MLflowTracker",
              "wandb": "wandb_callback.WandbTracker"}
-NOT_METRICS = ("pid", "timestamp")  # numbers in every Tune result that are not figures of the run
 
 
 @dataclass
@@ -73,6 +81,13 @@ class Trials:
         return run_folder(storage.join(self.results, arm), trial.trial_id, self.samples,
                           trial.config.get("seed_offset", 0), seed)
 
+    def history(self, trial: Trial) -> list[dict]:
+        """The rows of the trial's history.csv so far (none before its first epoch)."""
+        path = storage.join(self.run_dir(trial), results.HISTORY)
+        if not storage.exists(path):
+            return []
+        return pd.read_csv(io.StringIO(storage.read_text(path))).to_dict("records")
+
     def finished(self, trial: Trial) -> dict | None:
         """The trial's metrics.json, None if it wrote none (failed, or stopped early by ASHA)."""
         return read_metrics(self.run_dir(trial))
@@ -88,9 +103,30 @@ class Trials:
         return folder
 
 
-def step(result: dict) -> int:
-    """The step a tracker logs a result at: its epoch (Tune's training_iteration restarts after a --resume)."""
-    return int(result.get("epoch") or result[TRAINING_ITERATION])
+class FollowsHistory:
+    """The trackers' common part, first among each one's bases: a trial's epochs are logged from
+    its history.csv, each once, after the last one its tracker run holds (`logged`)."""
+
+    def __init__(self, trials: Trials, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.trials = trials
+        self.logged: dict[Trial, int] = {}  # the last epoch each trial's tracker run holds
+
+    def log_trial_result(self, iteration: int, trial: Trial, result: dict):
+        self.log_history(trial, upto=result.get("epoch"))
+
+    def log_history(self, trial: Trial, upto: int | None = None) -> None:
+        """Log the epochs after the last one logged, up to `upto` (the epoch Tune just received;
+        None: all of them). Not past it: a retry goes on from that epoch's checkpoint, so an epoch
+        written after it may be trained again."""
+        for row in self.trials.history(trial):
+            epoch = int(row["epoch"])
+            if epoch > self.logged.get(trial, 0) and (upto is None or epoch <= upto):
+                self.log_epoch(trial, {**row, "epoch": epoch})
+                self.logged[trial] = epoch
+
+    def log_epoch(self, trial: Trial, row: dict) -> None:
+        raise NotImplementedError
 
 
 def callback_class(tracker: str) -> type[Callback]:

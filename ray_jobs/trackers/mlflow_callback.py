@@ -1,8 +1,7 @@
 """MLflow: Ray Tune's MLflowLoggerCallback, one run per trial continued by --resume (ray_jobs/trackers).
 
-MLflow's store is written at once, not with Tune's saved state: a driver killed just after
-logging an epoch leaves the run ahead of Tune, and the resumed trial reports that epoch again
-(ray_jobs.trainable.report_unseen_epochs). Each run keeps an epoch once: the first value.
+MLflow's store is written at once, not with Tune's saved state: a run continued after a
+--resume goes on after the last epoch it holds, its latest `epoch` metric.
 
 The store is resolved once, when the callback is made: --tracking-uri, else
 $MLFLOW_TRACKING_URI, else MLflow's default. Ray's own setup passes its tracking URI to
@@ -20,18 +19,16 @@ from ray.air.integrations.mlflow import MLflowLoggerCallback
 from ray.tune.experiment import Trial
 
 from core import tracking
-from ray_jobs.trackers import NOT_METRICS, Trials, step
+from ray_jobs.trackers import FollowsHistory, Trials
 
 
-class MLflowTracker(MLflowLoggerCallback):
+class MLflowTracker(FollowsHistory, MLflowLoggerCallback):
     def __init__(self, trials: Trials, tracking_uri: str | None):
         import mlflow
 
         experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or f"{tracking.PROJECT}-{trials.sweep_name}"
-        super().__init__(tracking_uri or mlflow.get_tracking_uri(), experiment_name=experiment,
+        super().__init__(trials, tracking_uri or mlflow.get_tracking_uri(), experiment_name=experiment,
                          tags={"sweep": trials.results})
-        self.trials = trials
-        self._last_epoch: dict[Trial, int] = {}  # the last epoch each trial's run holds
 
     def setup(self, *args, **kwargs):
         import mlflow
@@ -49,22 +46,18 @@ class MLflowTracker(MLflowLoggerCallback):
             [self.mlflow_util.experiment_id],
             f"tags.trial_id = '{trial.trial_id}' and tags.sweep = '{self.trials.results}'", max_results=1)
         if found:  # started before a --resume: continue it
-            self._trial_runs[trial] = run_id = found[0].info.run_id
-            self._last_epoch[trial] = max((m.step for m in self.client.get_metric_history(run_id, "epoch")), default=0)
+            self._trial_runs[trial] = found[0].info.run_id
+            self.logged[trial] = int(found[0].data.metrics.get("epoch", 0))
             return
         run = self.mlflow_util.start_run(run_name=str(trial), tags={**self.tags, **self.trials.tags(trial)})
         self._trial_runs[trial] = run.info.run_id
         self._log_batch(trial, params=self.trials.params(trial))
 
-    def log_trial_result(self, iteration: int, trial: Trial, result: dict):
-        epoch = step(result)
-        if epoch <= self._last_epoch.get(trial, 0):
-            return
-        metrics = {k: v for k, v in tracking.epoch_metrics(result).items() if k not in NOT_METRICS}
-        self._log_batch(trial, metrics=metrics, at=epoch)
-        self._last_epoch[trial] = epoch
+    def log_epoch(self, trial: Trial, row: dict):
+        self._log_batch(trial, metrics=tracking.epoch_metrics(row), at=row["epoch"])
 
     def log_trial_end(self, trial: Trial, failed: bool = False):
+        self.log_history(trial)
         metrics = self.trials.finished(trial)
         if metrics:
             self._log_batch(trial, metrics=tracking.final_figures(metrics), at=metrics["epochs_run"])
