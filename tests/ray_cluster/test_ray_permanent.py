@@ -36,7 +36,7 @@ def probe(trainable) -> None:
 
 
 @pytest.fixture(scope="module")
-def failed_sweep(demo_root, tmp_path_factory):
+def failed_sweep(ray_cluster, demo_root, tmp_path_factory):
     import ray
 
     from ray_jobs.resources import Resources
@@ -46,7 +46,7 @@ def failed_sweep(demo_root, tmp_path_factory):
     probes = tmp / "probes"
     probes.mkdir()
     try:
-        ray.init(num_cpus=1, include_dashboard=True, runtime_env=probed_runtime_env(install_probes, probes))
+        ray.init(address=ray_cluster.address, runtime_env=probed_runtime_env(install_probes, probes))
         sweep = Sweep(results=str(tmp / "results"), profile="smoke", data_root=str(demo_root), arms=["baseline"],
                       retries=2, resources=Resources(workers=1, cpus_per_worker=1, gpus_per_worker=0,
                                                      max_concurrent=1))

@@ -1,4 +1,4 @@
-"""A real `ray start --head` on 127.0.0.1, a smoke sweep submitted to it as a Ray Job, `ray stop`.
+"""Smoke sweeps submitted as Ray Jobs to this folder's cluster (conftest.py), through its dashboard.
 
 The first sweep draws two hyperparameter samples of one arm, so it also shows the per-arm
 ASHA scheduler and the best sample landing in the arm's folder; the second trains one arm
@@ -8,7 +8,6 @@ per sample or seed, named so.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,36 +21,22 @@ from tests import tracker_stores as stores
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-ADDRESS = "http://127.0.0.1:8265"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def submit(cluster, *run_all_args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ray_jobs.submit", "--address", cluster.dashboard, "--no-pip", "--",
+                           *run_all_args], cwd=REPO, env={**cluster.env, **(env or {})}, capture_output=True,
+                          text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
-def ray_env():
-    """`ray start --head` with auth off (loopback only); `ray stop` after the module."""
-    # The job's `python` is the one on the PATH of `ray start`: this venv's.
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-           "WANDB_MODE": "offline"}
-    subprocess.run([BIN / "ray", "start", "--head", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-                    "--include-dashboard=true", "--dashboard-host=127.0.0.1", "--disable-usage-stats"],
-                   env=env, check=True, capture_output=True, timeout=120)
-    yield env
-    subprocess.run([BIN / "ray", "stop", "--force"], env=env, capture_output=True, timeout=120)
-
-
-def submit(env, *run_all_args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ray_jobs.submit", "--address", ADDRESS, "--no-pip", "--",
-                           *run_all_args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-
-
-@pytest.fixture(scope="module")
-def job(ray_env, demo_root, tmp_path_factory):
+def job(ray_cluster, demo_root, tmp_path_factory):
     results = tmp_path_factory.mktemp("job") / "results"
     # MLflow's own variable names the store (the recovery test's sweep names it with --tracking-uri).
-    env = {**ray_env, "MLFLOW_TRACKING_URI": f"sqlite:///{results.parent / 'mlflow.db'}"}
-    done = submit(env, "--data-root", str(demo_root), "--profile", "smoke", "--arms", "sampler",
-                  "--samples", "2", "--results", str(results), "--name", "job", "--tracker", "mlflow")
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{results.parent / 'mlflow.db'}"}
+    done = submit(ray_cluster, "--data-root", str(demo_root), "--profile", "smoke", "--arms", "sampler",
+                  "--samples", "2", "--results", str(results), "--name", "job", "--tracker", "mlflow", env=env)
     return done, results / "job"
 
 
@@ -124,10 +109,10 @@ def test_mlflow_has_a_run_per_sample_with_its_sampled_config_and_final_figures(j
 
 
 @pytest.fixture(scope="module")
-def seeded_submission(ray_env, demo_root, tmp_path_factory):
+def seeded_submission(ray_cluster, demo_root, tmp_path_factory):
     """One arm, two training seeds, run quietly (-q): the sweep folder and the submit command's output."""
     results = tmp_path_factory.mktemp("seeds") / "results"
-    done = submit(ray_env, "--data-root", str(demo_root), "--profile", "smoke", "--arms", "baseline",
+    done = submit(ray_cluster, "--data-root", str(demo_root), "--profile", "smoke", "--arms", "baseline",
                   "--seeds", "2", "--results", str(results), "--name", "seeds", "--tracker", "wandb", "-q")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return results / "seeds", done
@@ -193,7 +178,7 @@ def test_wandb_offline_writes_a_run_per_seed_with_its_config_epochs_and_final_fi
             ["config.json", "history.csv", "metrics.json", "predictions_val.csv", "predictions_test.csv"])}
 
 
-def test_a_failing_job_returns_its_exit_status(ray_env, tmp_path):
-    done = submit(ray_env, "--profile", "tiny", "--results", str(tmp_path / "results"))
+def test_a_failing_job_returns_its_exit_status(ray_cluster, tmp_path):
+    done = submit(ray_cluster, "--profile", "tiny", "--results", str(tmp_path / "results"))
     assert done.returncode == 2
     assert "unknown profile 'tiny'" in done.stdout and "FAILED" in done.stdout

@@ -1,7 +1,7 @@
 """A sweep that joins a cluster with --address is refused, with the numbers, before any trial starts
 when no node of that cluster can hold one of its workers (ray_jobs.preflight.check_cluster).
 
-A 2-node `ray.cluster_utils.Cluster` on this machine: two nodes of one CPU and no GPU.
+The 2-node cluster of this folder (conftest.py): two nodes of one CPU and no GPU.
 """
 from __future__ import annotations
 
@@ -13,19 +13,14 @@ from ablations import run_all
 pytestmark = pytest.mark.slow
 
 
-def test_a_gpu_that_no_node_has_is_refused_before_any_trial_starts(demo_root, tmp_path, capsys):
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    cluster.add_node(num_cpus=1)
-    address = cluster.address
+def test_a_gpu_that_no_node_has_is_refused_before_any_trial_starts(ray_cluster, demo_root, tmp_path, capsys):
+    address = ray_cluster.address
     try:
         status = run_all.main(["--address", address, "--data-root", str(demo_root), "--profile", "smoke",
                                "--arms", "baseline", "--results", str(tmp_path / "results"),
                                "--gpus-per-worker", "1"])
     finally:
         ray.shutdown()
-        cluster.shutdown()
     err = capsys.readouterr().err
     assert status == 2
     assert (f"one trial cannot be placed on the cluster at {address}: each of its 1 worker(s) asks for "

@@ -1,4 +1,4 @@
-"""A 2-worker DDP trial on a 2-node Ray cluster (both nodes on this machine), probed per rank.
+"""A 2-worker DDP trial on the 2-node Ray cluster of this folder (conftest.py), probed per rank.
 
 Probes go into the Ray worker processes through Ray's `worker_process_setup_hook`: they
 record, on every rank, the labels each epoch's sampler draws and a digest of the weights
@@ -68,9 +68,8 @@ def probe(trainable) -> None:
 
 
 @pytest.fixture(scope="module")
-def ddp_run(demo_root, tmp_path_factory):
+def ddp_run(ray_cluster, demo_root, tmp_path_factory):
     import ray
-    from ray.cluster_utils import Cluster
 
     from ray_jobs.resources import Resources
     from ray_jobs.sweep import Sweep
@@ -78,17 +77,14 @@ def ddp_run(demo_root, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
     probes = tmp / "probes"
     probes.mkdir()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": True})
-    cluster.add_node(num_cpus=1)
     try:
-        ray.init(address=cluster.address, runtime_env=probed_runtime_env(install_probes, probes))
+        ray.init(address=ray_cluster.address, runtime_env=probed_runtime_env(install_probes, probes))
         sweep = Sweep(results=str(tmp / "results"), profile="smoke", data_root=str(demo_root), arms=["sampler"],
                       split_seed=SPLIT_SEED, resources=Resources(workers=2, cpus_per_worker=1, gpus_per_worker=0,
                                                                  max_concurrent=1))
         status, summary, run_configs = run_sweep(sweep)
     finally:
         ray.shutdown()
-        cluster.shutdown()
     ranks = [json.loads((probes / f"rank{r}.json").read_text()) for r in range(2)]
     return {"status": status, "summary": summary, "ranks": ranks, "run_dir": tmp / "results" / "sampler",
             "splits": pd.read_csv(tmp / "results" / "splits.csv"), "epochs": run_configs["sampler"].epochs}

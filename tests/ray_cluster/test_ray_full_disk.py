@@ -16,10 +16,10 @@ from ray_jobs import storage
 pytestmark = pytest.mark.slow
 
 
-def test_a_full_disk_mid_sweep_is_named_and_resume_finishes_once_space_is_back(demo_root, tmp_path, monkeypatch,
-                                                                               capsys):
+def test_a_full_disk_mid_sweep_is_named_and_resume_finishes_once_space_is_back(ray_cluster, demo_root, tmp_path,
+                                                                               monkeypatch, capsys):
     results, sweep = tmp_path / "results", tmp_path / "results" / "smoke"
-    common = ["--results", str(results), "--name", "smoke"]
+    common = ["--results", str(results), "--name", "smoke", "--address", ray_cluster.address]
     copy, summaries = shutil.copyfile, []
 
     def full_after_the_first_summary(src, dst):
