@@ -25,8 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, required=True, help="an ablation YAML (ablations/configs/)")
     parser.add_argument("--data-root", type=Path, required=True, help="HAM10000-format dataset folder")
     parser.add_argument("--out", type=Path, required=True, help="run folder to write")
-    parser.add_argument("--profile", choices=["full", "demo", "smoke"], default="full",
-                        help="overrides from ablations/configs/profiles/ (default: the config as written)")
+    parser.add_argument("--profile", default="full",
+                        help="demo | smoke | cpu-real: overrides from profiles/ beside the config "
+                             "(default: full, the config as written)")
     parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                         help="override config keys (repeatable; a later value of a key wins)")
     parser.add_argument("--skip-bad-images", action="store_true", help="drop rows `check` reports as errors")

@@ -28,6 +28,7 @@ from core.io import TEMP_SUFFIX
 from core.predict import main as predict_cli
 from core.results import read_predictions
 from core.tracking import TRACKERS, final_figures
+from core.train import build_parser
 from core.train import main as train_cli
 from core.training import fit
 from tests import tracker_stores as stores
@@ -252,6 +253,15 @@ def test_a_single_run_logs_to_the_mlflow_store_its_variable_or_option_names(give
     (run_id,) = stores.mlflow_runs(uri, "dermablate")["run_id"]
     assert stores.mlflow_history(uri, run_id, "val_acc") == [(1, 0.5)]
     assert not (tmp_path / "elsewhere.db").exists()
+
+
+def test_every_profile_the_sweep_knows_is_one_for_a_single_run_too(demo_root, tmp_path, capsys):
+    """Profiles are the YAML files beside the configs, for core.train as for run_all: none is left out."""
+    args = ["--config", str(CONFIGS / "baseline.yaml"), "--data-root", str(demo_root), "--out", str(tmp_path / "run")]
+    assert train_cli([*args, "--profile", "tiny"]) == 2
+    assert "unknown profile 'tiny'; available: cpu-real, demo, smoke" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    assert build_parser().parse_args([*args, "--profile", "cpu-real"]).profile == "cpu-real"
 
 
 def test_a_missing_tracker_library_names_the_pip_command(demo_root, tmp_path, capsys, monkeypatch):
