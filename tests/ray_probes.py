@@ -3,7 +3,8 @@
 Ray's `worker_process_setup_hook` runs in every worker process at start-up, before the
 task or actor it runs is unpickled; `patch_on_import` there leaves the process light
 (nothing is imported) until the project's module is, then hands it to `patch`.
-`run_sweep` then runs the sweep's own code, as run_all does.
+`run_sweep` then runs the sweep's own code, as run_all does; `run_probed_sweep` does so from
+a driver of its own, connected to a running cluster with the probes in its workers.
 """
 from __future__ import annotations
 
@@ -60,3 +61,20 @@ def run_sweep(sweep) -> tuple[str, pd.DataFrame, dict]:
     facts, splits = check_data(sweep, run_configs, None)
     status, summary = run(sweep, run_configs, start(sweep, run_configs, facts, splits, None))
     return status, summary, run_configs
+
+
+def run_probed_sweep(address: str, setup_hook: Callable[[], None], probes: Path, **sweep_args
+                     ) -> tuple[str, pd.DataFrame, dict]:
+    """Connect a driver to the cluster at `address`, `setup_hook` in its workers, and run
+    `Sweep(**sweep_args)` of one single-CPU worker per trial (unless `resources` says otherwise)."""
+    import ray
+
+    from ray_jobs.resources import Resources
+    from ray_jobs.sweep import Sweep
+
+    sweep_args.setdefault("resources", Resources(workers=1, cpus_per_worker=1, gpus_per_worker=0, max_concurrent=1))
+    try:
+        ray.init(address=address, runtime_env=probed_runtime_env(setup_hook, probes))
+        return run_sweep(Sweep(**sweep_args))
+    finally:
+        ray.shutdown()

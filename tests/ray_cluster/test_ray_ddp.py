@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from core.labels import CLASS_INDEX, NUM_CLASSES
-from tests.ray_probes import PROBE_DIR, patch_on_import, probed_runtime_env, run_sweep
+from tests.ray_probes import PROBE_DIR, patch_on_import, run_probed_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -69,22 +69,15 @@ def probe(trainable) -> None:
 
 @pytest.fixture(scope="module")
 def ddp_run(ray_cluster, demo_root, tmp_path_factory):
-    import ray
-
     from ray_jobs.resources import Resources
-    from ray_jobs.sweep import Sweep
 
     tmp = tmp_path_factory.mktemp("ddp")
     probes = tmp / "probes"
     probes.mkdir()
-    try:
-        ray.init(address=ray_cluster.address, runtime_env=probed_runtime_env(install_probes, probes))
-        sweep = Sweep(results=str(tmp / "results"), profile="smoke", data_root=str(demo_root), arms=["sampler"],
-                      split_seed=SPLIT_SEED, resources=Resources(workers=2, cpus_per_worker=1, gpus_per_worker=0,
-                                                                 max_concurrent=1))
-        status, summary, run_configs = run_sweep(sweep)
-    finally:
-        ray.shutdown()
+    status, summary, run_configs = run_probed_sweep(
+        ray_cluster.address, install_probes, probes, results=str(tmp / "results"), profile="smoke",
+        data_root=str(demo_root), arms=["sampler"], split_seed=SPLIT_SEED,
+        resources=Resources(workers=2, cpus_per_worker=1, gpus_per_worker=0, max_concurrent=1))
     ranks = [json.loads((probes / f"rank{r}.json").read_text()) for r in range(2)]
     return {"status": status, "summary": summary, "ranks": ranks, "run_dir": tmp / "results" / "sampler",
             "splits": pd.read_csv(tmp / "results" / "splits.csv"), "epochs": run_configs["sampler"].epochs}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ray_probes import PROBE_DIR, patch_on_import, probed_runtime_env, run_sweep
+from tests.ray_probes import PROBE_DIR, patch_on_import, run_probed_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -37,22 +37,11 @@ def probe(trainable) -> None:
 
 @pytest.fixture(scope="module")
 def failed_sweep(ray_cluster, demo_root, tmp_path_factory):
-    import ray
-
-    from ray_jobs.resources import Resources
-    from ray_jobs.sweep import Sweep
-
     tmp = tmp_path_factory.mktemp("permanent")
     probes = tmp / "probes"
     probes.mkdir()
-    try:
-        ray.init(address=ray_cluster.address, runtime_env=probed_runtime_env(install_probes, probes))
-        sweep = Sweep(results=str(tmp / "results"), profile="smoke", data_root=str(demo_root), arms=["baseline"],
-                      retries=2, resources=Resources(workers=1, cpus_per_worker=1, gpus_per_worker=0,
-                                                     max_concurrent=1))
-        status, summary, _ = run_sweep(sweep)
-    finally:
-        ray.shutdown()
+    status, summary, _ = run_probed_sweep(ray_cluster.address, install_probes, probes, results=str(tmp / "results"),
+                                          profile="smoke", data_root=str(demo_root), arms=["baseline"], retries=2)
     tune_error = next((tmp / "results" / "ray" / "tune").glob("baseline_*/error.txt")).read_text()
     return {"status": status, "summary": summary, "calls": (probes / "fit-calls").read_text().count("1"),
             "arm_dir": tmp / "results" / "baseline", "tune_error": tune_error}
