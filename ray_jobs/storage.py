@@ -13,9 +13,11 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow.fs
 
 from core import io
@@ -47,6 +49,10 @@ def read_text(uri: str) -> str:
 
 def read_json(uri: str) -> Any:
     return json.loads(read_text(uri))
+
+
+def read_csv(uri: str) -> pd.DataFrame:
+    return pd.read_csv(StringIO(read_text(uri)))
 
 
 def put_file(src: str | Path, uri: str) -> None:

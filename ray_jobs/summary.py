@@ -12,7 +12,6 @@ trials of its own: once that arm has finished, its folder becomes a copy of that
 """
 from __future__ import annotations
 
-import io
 import tempfile
 
 import pandas as pd
@@ -74,7 +73,7 @@ def read_metrics(run_dir: str) -> dict | None:
 
 
 def read_summary(sweep_dir: str) -> pd.DataFrame:
-    return pd.read_csv(io.StringIO(storage.read_text(storage.join(sweep_dir, results.SUMMARY))))
+    return storage.read_csv(storage.join(sweep_dir, results.SUMMARY))
 
 
 def copy_run(src_arm_dir: str, dest_arm_dir: str) -> None:

@@ -29,13 +29,11 @@ What each subclass adds to Ray's callback:
 """
 from __future__ import annotations
 
-import io
 import shutil
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 
-import pandas as pd
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
@@ -86,7 +84,7 @@ class Trials:
         path = storage.join(self.run_dir(trial), results.HISTORY)
         if not storage.exists(path):
             return []
-        return pd.read_csv(io.StringIO(storage.read_text(path))).to_dict("records")
+        return storage.read_csv(path).to_dict("records")
 
     def finished(self, trial: Trial) -> dict | None:
         """The trial's metrics.json, None if it wrote none (failed, or stopped early by ASHA)."""
